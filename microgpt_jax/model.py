@@ -1,0 +1,118 @@
+"""microgpt's GPT as pure functions of (params, tokens).
+
+Parameters are a flat dict with the original's state_dict names, each matrix (nout, nin), so
+``linear(x, w)`` is ``x @ w.T``. Shapes are in the names: B batch, T time, C n_embd, H heads,
+D head_dim, V vocab. Follows microgpt.py: token + position embedding, rmsnorm, then per layer a
+pre-norm causal multi-head attention and a pre-norm ReLU MLP, both residual; lm_head on top.
+No biases, no gains.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from microgpt_jax.config import GPTConfig
+
+
+def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
+    """The state_dict's names and (nout, nin) shapes, in the original's order."""
+    C, V = config.n_embd, config.vocab_size
+    shapes = {"wte": (V, C), "wpe": (config.block_size, C), "lm_head": (V, C)}
+    for i in range(config.n_layer):
+        for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+            shapes[f"layer{i}.{name}"] = (C, C)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * C, C)
+        shapes[f"layer{i}.mlp_fc2"] = (C, 4 * C)
+    return shapes
+
+
+def init_params(
+    key: jax.Array, config: GPTConfig, std: float = 0.08, zero_out: bool = False, dtype: jnp.dtype | None = None
+) -> dict[str, jax.Array]:
+    """Every matrix N(0, std). ``zero_out`` is the earlier variant: attn_wo and mlp_fc2 start at zero
+    (use it with std 0.02)."""
+    dtype = dtype or jnp.zeros(()).dtype  # float64 under --x64, else float32
+    shapes = param_shapes(config)
+    keys = jax.random.split(key, len(shapes))
+    params = {}
+    for k, (name, shape) in zip(keys, shapes.items(), strict=True):
+        if zero_out and name.endswith(("attn_wo", "mlp_fc2")):
+            params[name] = jnp.zeros(shape, dtype)
+        else:
+            params[name] = std * jax.random.normal(k, shape, dtype)
+    return params
+
+
+def num_params(params: dict[str, jax.Array]) -> int:
+    """Total number of scalars in a state_dict."""
+    return sum(int(p.size) for p in params.values())
+
+
+def rmsnorm(x: jax.Array) -> jax.Array:
+    """x / sqrt(mean(x^2) + 1e-5) over the last axis (no learned gain)."""
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-5)
+
+
+def linear(x: jax.Array, w: jax.Array) -> jax.Array:
+    """The original's linear(x, w) for w of shape (nout, nin): x @ w.T."""
+    return x @ w.T
+
+
+def mlp(params: dict[str, jax.Array], layer: int, x: jax.Array) -> jax.Array:
+    """Pre-norm ReLU MLP of one layer, the residual branch only."""
+    h = jax.nn.relu(linear(rmsnorm(x), params[f"layer{layer}.mlp_fc1"]))
+    return linear(h, params[f"layer{layer}.mlp_fc2"])
+
+
+def gpt(params: dict[str, jax.Array], tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
+    """Logits for every position of a batch of causal sequences: (B, T) int tokens -> (B, T, V)."""
+    B, T = tokens_BxT.shape
+    H, D = config.n_head, config.head_dim
+    x_BxTxC = rmsnorm(params["wte"][tokens_BxT] + params["wpe"][:T])
+    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
+    for i in range(config.n_layer):
+        h_BxTxC = rmsnorm(x_BxTxC)
+        q_BxTxHxD = linear(h_BxTxC, params[f"layer{i}.attn_wq"]).reshape(B, T, H, D)
+        k_BxTxHxD = linear(h_BxTxC, params[f"layer{i}.attn_wk"]).reshape(B, T, H, D)
+        v_BxTxHxD = linear(h_BxTxC, params[f"layer{i}.attn_wv"]).reshape(B, T, H, D)
+        scores_BxHxTxT = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxTxHxD) / D**0.5
+        # a position attends to itself and the past only: the original's growing keys list
+        scores_BxHxTxT = jnp.where(causal_TxT, scores_BxHxTxT, -jnp.inf)
+        weights_BxHxTxT = jax.nn.softmax(scores_BxHxTxT, axis=-1)
+        attn_BxTxC = jnp.einsum("bhts,bshd->bthd", weights_BxHxTxT, v_BxTxHxD).reshape(B, T, H * D)
+        x_BxTxC = x_BxTxC + linear(attn_BxTxC, params[f"layer{i}.attn_wo"])
+        x_BxTxC = x_BxTxC + mlp(params, i, x_BxTxC)
+    return linear(x_BxTxC, params["lm_head"])
+
+
+def init_kv_cache(config: GPTConfig, batch: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
+    """An empty fixed-size key/value cache (the original's ``keys``/``values`` lists), (L, B, block_size, C)."""
+    dtype = dtype or jnp.zeros(()).dtype
+    shape = (config.n_layer, batch, config.block_size, config.n_embd)
+    return {"keys": jnp.zeros(shape, dtype), "values": jnp.zeros(shape, dtype)}
+
+
+def gpt_step(
+    params: dict[str, jax.Array], token_B: jax.Array, pos: jax.Array, cache: dict[str, jax.Array], config: GPTConfig
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """One token per sequence at position ``pos`` (a scalar), as the original's gpt(token_id, pos_id, keys,
+    values): appends this position's key and value to the cache and returns (logits_BxV, new cache)."""
+    B = token_B.shape[0]
+    H, D, S = config.n_head, config.head_dim, config.block_size
+    x_BxC = rmsnorm(params["wte"][token_B] + params["wpe"][pos])
+    seen_S = jnp.arange(S) <= pos  # cache slots filled so far, this one included
+    keys, values = cache["keys"], cache["values"]
+    for i in range(config.n_layer):
+        h_BxC = rmsnorm(x_BxC)
+        q_BxHxD = linear(h_BxC, params[f"layer{i}.attn_wq"]).reshape(B, H, D)
+        keys = keys.at[i, :, pos].set(linear(h_BxC, params[f"layer{i}.attn_wk"]))
+        values = values.at[i, :, pos].set(linear(h_BxC, params[f"layer{i}.attn_wv"]))
+        k_BxSxHxD = keys[i].reshape(B, S, H, D)
+        v_BxSxHxD = values[i].reshape(B, S, H, D)
+        scores_BxHxS = jnp.einsum("bhd,bshd->bhs", q_BxHxD, k_BxSxHxD) / D**0.5
+        weights_BxHxS = jax.nn.softmax(jnp.where(seen_S, scores_BxHxS, -jnp.inf), axis=-1)
+        attn_BxC = jnp.einsum("bhs,bshd->bhd", weights_BxHxS, v_BxSxHxD).reshape(B, H * D)
+        x_BxC = x_BxC + linear(attn_BxC, params[f"layer{i}.attn_wo"])
+        x_BxC = x_BxC + mlp(params, i, x_BxC)
+    return linear(x_BxC, params["lm_head"]), {"keys": keys, "values": values}

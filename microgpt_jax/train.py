@@ -1,0 +1,184 @@
+"""Training as compiled chunks of steps: ``lax.scan`` over steps, data gathered on device.
+
+A chunk is one jitted program that runs ``chunk`` steps; the host only sees the per-step losses between
+chunks (for progress and metrics.jsonl). Steps past the run's end inside the last chunk are skipped by a
+``lax.cond``, so every chunk has the same shape (one compile) and chunking never changes a number.
+Hyperparameters (lr, b1, b2, eps) are traced arrays, not constants, so one compiled program serves any
+values and a sweep can vmap over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.loss import loss_fn, nll_sum
+from microgpt_jax.optim import make_optimizer
+
+Params = dict[str, jax.Array]
+
+
+def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, jax.Array]:
+    """The traced hyperparameters of a recipe, as arrays of the parameters' dtype."""
+    tc = train_config
+    values = {"lr": tc.lr, "b1": tc.b1, "b2": tc.b2, "eps": tc.eps, "num_steps": tc.steps}
+    return {k: jnp.asarray(v, dtype) for k, v in values.items()}
+
+
+def init_opt_state(optimizer: str, params: Params) -> Any:
+    """The optimizer's initial state (its structure does not depend on the hyperparameters)."""
+    return make_optimizer(optimizer, 1.0, 1).init(params)
+
+
+def train_step(
+    params: Params,
+    opt_state: Any,
+    hparams: dict[str, jax.Array],
+    tokens_BxT1: jax.Array,
+    n_B: jax.Array,
+    *,
+    config: GPTConfig,
+    optimizer: str,
+) -> tuple[Params, Any, jax.Array]:
+    """One step: loss and gradients from jax.value_and_grad, then the optimizer's update."""
+    hp = hparams
+    opt = make_optimizer(optimizer, hp["lr"], hp["num_steps"], hp["b1"], hp["b2"], hp["eps"])
+    loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxT1, n_B, config)
+    params, opt_state = opt.update(grads, opt_state, params)
+    return params, opt_state, loss
+
+
+def batch_rows(step: jax.Array, batch_size: int, n_docs: int) -> jax.Array:
+    """Which documents step ``step`` trains on: the original's docs[step % n], B consecutive per step."""
+    return (step * batch_size + jnp.arange(batch_size)) % n_docs
+
+
+@partial(jax.jit, static_argnames=("config", "optimizer", "batch_size", "chunk"))
+def train_chunk(
+    params: Params,
+    opt_state: Any,
+    hparams: dict[str, jax.Array],
+    tokens_NxT1: jax.Array,
+    n_N: jax.Array,
+    start: jax.Array,
+    end: jax.Array,
+    *,
+    config: GPTConfig,
+    optimizer: str,
+    batch_size: int,
+    chunk: int,
+) -> tuple[Params, Any, jax.Array]:
+    """Run steps start .. start + chunk - 1 (those < ``end``) as one compiled scan; returns the new
+    params and optimizer state and the ``chunk`` per-step losses (NaN for skipped steps)."""
+    n_docs = tokens_NxT1.shape[0]
+
+    def step(carry, s):
+        def run(carry):
+            params, opt_state = carry
+            rows = batch_rows(s, batch_size, n_docs)
+            params, opt_state, loss = train_step(
+                params, opt_state, hparams, tokens_NxT1[rows], n_N[rows], config=config, optimizer=optimizer
+            )
+            return (params, opt_state), loss
+
+        def skip(carry):
+            return carry, jnp.full((), jnp.nan, hparams["lr"].dtype)
+
+        return jax.lax.cond(s < end, run, skip, carry)
+
+    steps = start + jnp.arange(chunk)
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), steps)
+    return params, opt_state, losses
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _eval_sums(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array, config: GPTConfig):
+    return nll_sum(params, tokens_NxT1, n_N, config)
+
+
+def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, batch: int = 1024) -> float:
+    """Mean NLL per predicted token over documents (the held-out val_loss), in fixed-size padded batches."""
+    if len(n_N) == 0:
+        return float("nan")
+    total, count = 0.0, 0
+    for i in range(0, len(n_N), batch):
+        toks, n = tokens_NxT1[i : i + batch], n_N[i : i + batch]
+        pad = min(batch, len(n_N)) - len(n)  # pad the last batch to the first's shape: one compile
+        if pad:
+            toks = np.concatenate([toks, np.repeat(toks[:1], pad, axis=0)])
+            n = np.concatenate([n, np.zeros(pad, n.dtype)])
+        s, c = _eval_sums(params, jnp.asarray(toks), jnp.asarray(n), config)
+        total += float(s)
+        count += int(c)
+    return total / count
+
+
+@dataclass
+class ChunkReport:
+    """What the host sees after each chunk: the steps run ([start, end)) and their losses."""
+
+    start: int
+    end: int
+    losses: np.ndarray
+    params: Params
+    opt_state: Any
+
+
+def train(
+    params: Params,
+    tokens_NxT1: np.ndarray,
+    n_N: np.ndarray,
+    config: GPTConfig,
+    train_config: TrainConfig,
+    *,
+    opt_state: Any = None,
+    start_step: int = 0,
+    chunk: int = 100,
+    boundaries: tuple[int, ...] = (),
+    on_chunk: Callable[[ChunkReport], bool | None] | None = None,
+) -> tuple[Params, Any, np.ndarray]:
+    """Train from ``start_step`` to ``train_config.steps``; returns (params, opt_state, losses of the steps run).
+
+    ``chunk`` steps run per compiled call; a chunk also ends at every step in ``boundaries`` (evaluations,
+    checkpoints). ``on_chunk`` is called after each chunk; returning True stops the run there.
+    """
+    tc = train_config
+    dtype = jax.tree.leaves(params)[0].dtype
+    hparams = hparams_of(tc, dtype)
+    if opt_state is None:
+        opt_state = init_opt_state(tc.optimizer, params)
+    chunk = max(1, min(chunk, tc.steps))
+    tokens_dev, n_dev = jnp.asarray(tokens_NxT1), jnp.asarray(n_N)
+    stops = sorted({b for b in boundaries if start_step < b < tc.steps} | {tc.steps})
+    all_losses = []
+    s = start_step
+    for stop in stops:
+        while s < stop:
+            end = min(s + chunk, stop)
+            params, opt_state, losses = train_chunk(
+                params,
+                opt_state,
+                hparams,
+                tokens_dev,
+                n_dev,
+                jnp.asarray(s, jnp.int32),
+                jnp.asarray(end, jnp.int32),
+                config=config,
+                optimizer=tc.optimizer,
+                batch_size=tc.batch_size,
+                chunk=chunk,
+            )
+            losses = np.asarray(losses)[: end - s]
+            all_losses.append(losses)
+            report = ChunkReport(s, end, losses, params, opt_state)
+            s = end
+            if on_chunk is not None and on_chunk(report):
+                return params, opt_state, np.concatenate(all_losses)
+    return params, opt_state, np.concatenate(all_losses) if all_losses else np.zeros(0)

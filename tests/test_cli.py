@@ -1,0 +1,79 @@
+"""The command line end to end (in-process): train writes a run, sample reads it, bad flags are one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import read_metrics
+
+from microgpt_jax.cli import main
+from microgpt_jax.io import load_params
+
+
+@pytest.fixture
+def trained_run(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--data", str(tiny_corpus), "--val-size", "10", "--steps", "30"]
+    assert main([*args, "--eval-every", "10", "--num-samples", "5"]) == 0
+    return out, capsys.readouterr().out
+
+
+def test_train_writes_a_run(trained_run):
+    out, stdout = trained_run
+    assert "num docs: 50 (40 train, 10 held out)" in stdout
+    assert "vocab size: " in stdout and "num params: " in stdout and "val_loss: " in stdout
+    assert stdout.count("sample ") == 5
+    metrics = read_metrics(out)
+    assert [m["step"] for m in metrics if "loss" in m] == list(range(30))
+    assert [m["step"] for m in metrics if "val_loss" in m] == [10, 20, 30]
+    info = json.loads((out / "config.json").read_text())
+    assert info["model"]["block_size"] == 16 and info["train"]["optimizer"] == "adam"
+    params, meta = load_params(out / "params.safetensors")
+    assert meta["vocab"] == info["data"]["vocab"] and "layer0.attn_wq" in params
+
+
+def test_sample_from_run(trained_run, capsys):
+    out, _ = trained_run
+    assert main(["sample", "--run", str(out), "--num-samples", "3", "--seed", "7"]) == 0
+    first = capsys.readouterr().out
+    assert first.count("sample ") == 3
+    assert main(["sample", "--run", str(out), "--num-samples", "3", "--seed", "7"]) == 0
+    assert capsys.readouterr().out == first
+
+
+def test_init_from_run_params_is_checked(trained_run, tiny_corpus, tmp_path, capsys):
+    out, _ = trained_run
+    args = ["train", "--out", str(tmp_path / "r2"), "--data", str(tiny_corpus), "--steps", "2", "--val-size", "0"]
+    assert main([*args, "--init", str(out / "params.safetensors"), "--n-embd", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'wte' has shape" in err and "(" in err
+
+
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        (["--n-embd", "10", "--n-head", "4"], "divisible"),
+        (["--block-size", "1"], "block_size"),
+        (["--steps", "0"], "--steps"),
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--optimizer", "rmsprop"], "--optimizer"),
+        (["--temperature", "0"], "--temperature"),
+    ],
+)
+def test_bad_flags_are_one_line(flags, match, tiny_corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        code = main(["train", "--out", str(tmp_path / "r"), "--data", str(tiny_corpus), "--val-size", "5", *flags])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and match in err
+
+
+def test_bad_data_file(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"emma\n\xff\n")
+    assert main(["train", "--out", str(tmp_path / "r"), "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2 is not valid UTF-8" in err and err.count("\n") == 1

@@ -1,0 +1,71 @@
+"""The GPT: config checks, state_dict names and shapes, init variants, KV-cache == full forward."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from microgpt_jax.config import GPTConfig
+from microgpt_jax.errors import UserError
+from microgpt_jax.model import gpt, gpt_step, init_kv_cache, init_params, num_params, param_shapes, rmsnorm
+
+NAMES = ["wte", "wpe", "lm_head"] + [
+    f"layer{i}.{n}" for i in range(2) for n in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")
+]
+
+
+def test_state_dict_names_and_shapes():
+    shapes = param_shapes(GPTConfig(n_layer=2, n_embd=8, n_head=2, block_size=5, vocab_size=11))
+    assert list(shapes) == NAMES
+    assert shapes["wte"] == (11, 8) and shapes["wpe"] == (5, 8) and shapes["lm_head"] == (11, 8)
+    assert shapes["layer1.mlp_fc1"] == (32, 8) and shapes["layer1.mlp_fc2"] == (8, 32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_embd": 10, "n_head": 4}, "divisible"),
+        ({"block_size": 1}, "block_size"),
+        ({"n_layer": 0}, "n_layer"),
+        ({"n_embd": 0}, "n_embd"),
+    ],
+)
+def test_invalid_configs(kwargs, match):
+    with pytest.raises(UserError, match=match):
+        GPTConfig(**kwargs)
+
+
+def test_init_std_and_early_variant():
+    config = GPTConfig(n_embd=32, n_head=4)
+    params = init_params(jax.random.key(0), config)
+    assert num_params(params) == sum(a * b for a, b in param_shapes(config).values())
+    assert abs(float(jnp.std(params["layer0.mlp_fc1"])) - 0.08) < 0.01
+    early = init_params(jax.random.key(0), config, std=0.02, zero_out=True)
+    assert not jnp.any(early["layer0.attn_wo"]) and not jnp.any(early["layer0.mlp_fc2"])
+    assert abs(float(jnp.std(early["wte"])) - 0.02) < 0.005
+
+
+def test_rmsnorm():
+    x = jnp.array([[3.0, 4.0]])
+    np.testing.assert_allclose(rmsnorm(x), x / np.sqrt(12.5 + 1e-5), rtol=1e-6)
+
+
+def test_forward_is_causal():
+    config = GPTConfig(vocab_size=7, n_layer=2, block_size=6)
+    params = init_params(jax.random.key(1), config)
+    a = jnp.array([[6, 1, 2, 3, 4, 5]])
+    b = a.at[0, 4:].set(0)  # change the future
+    np.testing.assert_array_equal(gpt(params, a, config)[0, :4], gpt(params, b, config)[0, :4])
+
+
+def test_kv_cache_matches_full_forward():
+    config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=6)
+    params = init_params(jax.random.key(2), config)
+    tokens_BxT = jax.random.randint(jax.random.key(3), (3, 6), 0, 7)
+    full_BxTxV = gpt(params, tokens_BxT, config)
+    cache = init_kv_cache(config, 3)
+    for pos in range(6):
+        logits_BxV, cache = gpt_step(params, tokens_BxT[:, pos], jnp.asarray(pos), cache, config)
+        np.testing.assert_allclose(logits_BxV, full_BxTxV[:, pos], atol=1e-5, rtol=1e-5)

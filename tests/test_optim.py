@@ -1,0 +1,49 @@
+"""Optimizers: the hand-written SGD and optax Adam follow the original's formulas, linear decay included."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from microgpt_jax.optim import adam, linear_decay, sgd
+
+
+def test_linear_decay():
+    schedule = linear_decay(0.5, 10)
+    assert [float(schedule(t)) for t in (0, 5, 10)] == [0.5, 0.25, 0.0]
+
+
+def test_sgd_steps_by_hand():
+    params = {"w": jnp.array([[1.0, 2.0]])}
+    grads = {"w": jnp.array([[0.5, -1.0]])}
+    opt = sgd(0.1, 4)
+    state = opt.init(params)
+    expected = np.array([[1.0, 2.0]])
+    for t in range(3):
+        params, state = opt.update(grads, state, params)
+        expected = expected - 0.1 * (1 - t / 4) * np.array([[0.5, -1.0]])
+        np.testing.assert_allclose(params["w"], expected, rtol=1e-6)
+    assert int(state) == 3
+
+
+def test_adam_matches_the_originals_update():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        p = rng.normal(size=(3, 2))
+        params = {"w": jnp.asarray(p)}
+        opt = adam(0.01, 5, 0.85, 0.99, 1e-8)
+        state = opt.init(params)
+        m = np.zeros_like(p)
+        v = np.zeros_like(p)
+        for step in range(4):
+            g = rng.normal(size=(3, 2))
+            params, state = opt.update({"w": jnp.asarray(g)}, state, params)
+            # microgpt.py's Adam, written out
+            lr_t = 0.01 * (1 - step / 5)
+            m = 0.85 * m + 0.15 * g
+            v = 0.99 * v + 0.01 * g**2
+            m_hat = m / (1 - 0.85 ** (step + 1))
+            v_hat = v / (1 - 0.99 ** (step + 1))
+            p = p - lr_t * m_hat / (v_hat**0.5 + 1e-8)
+            np.testing.assert_allclose(params["w"], p, rtol=0, atol=1e-15)

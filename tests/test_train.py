@@ -1,0 +1,58 @@
+"""Training: the original's data rule, determinism, batching and held-out evaluation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.data import Tokenizer, encode_docs
+from microgpt_jax.loss import loss_fn
+from microgpt_jax.model import init_params
+from microgpt_jax.optim import adam
+from microgpt_jax.train import evaluate, train
+
+DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte"]
+TOK = Tokenizer.from_docs(DOCS)
+CONFIG = GPTConfig(vocab_size=TOK.vocab_size, block_size=8)
+TOKENS, N = encode_docs(DOCS, TOK, CONFIG.block_size)
+
+
+def test_step_s_trains_on_doc_s_mod_n():
+    params0 = init_params(jax.random.key(0), CONFIG)
+    tc = TrainConfig(steps=10, lr=0.01)
+    params, _, losses = train(params0, TOKENS, N, CONFIG, tc, chunk=4)
+    # the same 10 steps written as a plain Python loop over docs[s % len(docs)]
+    opt = adam(0.01, 10)
+    state, p = opt.init(params0), params0
+    for s in range(10):
+        i = s % len(DOCS)
+        loss, grads = jax.value_and_grad(loss_fn)(p, jnp.asarray(TOKENS[i : i + 1]), jnp.asarray(N[i : i + 1]), CONFIG)
+        p, state = opt.update(grads, state, p)
+        np.testing.assert_allclose(losses[s], loss, rtol=1e-5)
+    for k in p:
+        np.testing.assert_allclose(params[k], p[k], atol=1e-6)
+
+
+def test_deterministic_and_batched():
+    params0 = init_params(jax.random.key(0), CONFIG)
+    tc = TrainConfig(steps=6, batch_size=3, optimizer="sgd", lr=0.5)
+    a, _, la = train(params0, TOKENS, N, CONFIG, tc)
+    b, _, lb = train(params0, TOKENS, N, CONFIG, tc)
+    np.testing.assert_array_equal(la, lb)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    # step 1 of batch 3 covers docs 3, 4, 5; its loss is the mean NLL per token over them
+    rows = slice(3, 6)
+    p1, _, _ = train(params0, TOKENS, N, CONFIG, tc, chunk=1, on_chunk=lambda report: report.end == 1)
+    expected = loss_fn(p1, jnp.asarray(TOKENS[rows]), jnp.asarray(N[rows]), CONFIG)
+    np.testing.assert_allclose(la[1], expected, rtol=1e-5)
+
+
+def test_evaluate_is_mean_nll_per_token():
+    params = init_params(jax.random.key(3), CONFIG)
+    by_doc = [
+        float(loss_fn(params, jnp.asarray(TOKENS[i : i + 1]), jnp.asarray(N[i : i + 1]), CONFIG)) for i in range(7)
+    ]
+    expected = sum(loss * n for loss, n in zip(by_doc, N, strict=True)) / N.sum()
+    assert abs(evaluate(params, TOKENS, N, CONFIG, batch=3) - expected) < 1e-5

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from microgpt_jax.errors import UserError
 
+MODELS = ("gpt", "mlp", "bigram")
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -18,8 +20,11 @@ class GPTConfig:
     n_embd: int = 16
     n_head: int = 4
     block_size: int = 16
+    model: str = "gpt"  # gpt | mlp | bigram: the progression's step (microgpt_jax.models)
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UserError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
         for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -28,7 +33,7 @@ class GPTConfig:
             raise UserError(f"block_size must be >= 2, got {self.block_size}")
         if self.vocab_size < 2:
             raise UserError(f"vocab_size must be >= 2 (at least one character and BOS), got {self.vocab_size}")
-        if self.n_embd % self.n_head:
+        if self.model == "gpt" and self.n_embd % self.n_head:  # only the GPT has heads
             raise UserError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
                 "pick --n-embd a multiple of --n-head"
@@ -54,7 +59,8 @@ class GPTConfig:
 
 
 OPTIMIZERS = ("adam", "sgd")
-DEFAULT_LR = {"adam": 0.01, "sgd": 1.0}
+# sgd 0.3: best held-out loss for the GPT in experiments/lr_sweep.py; 1.0 (the MLP's recipe) diverges for it
+DEFAULT_LR = {"adam": 0.01, "sgd": 0.3}
 
 
 @dataclass(frozen=True)

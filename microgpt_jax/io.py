@@ -1,18 +1,24 @@
 """Parameter files in and out (safetensors, npz, microgpt-style JSON) and atomic writes.
 
 Every file holds the state_dict under microgpt's names, each matrix (nout, nin), plus metadata: the model
-config, the vocabulary (uchars) and the dtype, so a file alone is enough to sample from. Nothing is ever
-half-written: bytes go to a temp file in the same directory, then a rename.
+config, the vocabulary (uchars) and the dtype, so a file alone is enough to sample from. Round trips are
+exact: safetensors and npz hold the bits, JSON holds each number as Python's shortest repr of the float64
+that equals it (a float32 read back and cast to float32 is the same float32). Nothing is ever half-written:
+bytes go to a temp file in the same directory, then a rename. Reading never trusts the bytes: anything
+malformed is a UserError naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import lzma
 import math
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +26,51 @@ import numpy as np
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
-from microgpt_jax.model import param_shapes
+from microgpt_jax.models import param_shapes
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".json": "json"}
 META_KEY = "__metadata__"
+DTYPES = ("float32", "float64")
+
+# what parsing untrusted bytes may raise (zipfile and zlib in particular raise many kinds)
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file and rename: readers see the old file or the new, never half."""
+    """Write ``data`` to ``path`` via a temp file and rename: readers see the old file or the new, never half.
+
+    Any OS failure (no such directory, no permission, disk full) is a UserError and leaves no temp file behind.
+    """
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,10 +81,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved file gets the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {e.strerror}: pick a writable location with free space") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -57,13 +107,60 @@ def format_of(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def _metadata(config: GPTConfig | None, vocab: str | None, dtype: str) -> dict[str, str]:
-    meta = {"format": "microgpt_jax", "dtype": dtype}
+def _metadata(config: GPTConfig | None, vocab: str | None, dtype: str) -> dict[str, Any]:
+    """The metadata as plain JSON values (JSON files store it so; safetensors and npz as strings)."""
+    meta: dict[str, Any] = {"format": "microgpt_jax", "dtype": dtype}
     if config is not None:
-        meta["config"] = json.dumps(config.to_dict())
+        meta["config"] = config.to_dict()
     if vocab is not None:
-        meta["vocab"] = json.dumps(vocab)
+        meta["vocab"] = vocab
     return meta
+
+
+_ST_DTYPES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+
+
+def safetensors_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file of ``arrays``, byte-for-byte the same for the same input (the safetensors package
+    orders the metadata at random): the header is JSON with sorted keys, padded with spaces to 8 bytes, then
+    each array's little-endian C-order bytes in name order."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header[META_KEY] = dict(sorted(metadata.items()))
+    chunks, offset = [], 0
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        if str(a.dtype) not in _ST_DTYPES:
+            raise UserError(f"cannot store {name!r} of dtype {a.dtype} in safetensors")
+        data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+        header[name] = {
+            "dtype": _ST_DTYPES[str(a.dtype)],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(chunks)
+
+
+def _stringify(meta: dict[str, Any]) -> dict[str, str]:
+    """safetensors metadata is str -> str: config and vocab become JSON strings."""
+    return {k: v if k in ("format", "dtype") else json.dumps(v) for k, v in meta.items()}
 
 
 def params_to_bytes(
@@ -71,15 +168,18 @@ def params_to_bytes(
 ) -> bytes:
     """Serialise a state_dict in ``fmt`` (safetensors, npz or json) with its config and vocabulary."""
     arrays = {k: np.asarray(v) for k, v in params.items()}
-    dtype = str(next(iter(arrays.values())).dtype) if arrays else "float32"
+    if META_KEY in arrays:
+        raise UserError(f"a parameter may not be named {META_KEY!r}: it holds the file's metadata")
+    dtypes = {str(v.dtype) for v in arrays.values()}
+    if len(dtypes) > 1:
+        raise UserError(f"parameters mix dtypes {sorted(dtypes)}: cast them to one dtype before saving")
+    dtype = dtypes.pop() if dtypes else "float32"
     meta = _metadata(config, vocab, dtype)
     if fmt == "safetensors":
-        from safetensors.numpy import save
-
-        return save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta)
+        return safetensors_bytes(arrays, _stringify(meta))
     if fmt == "npz":
         buf = io.BytesIO()
-        np.savez(buf, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+        np.savez(buf, **arrays, **{META_KEY: np.array(json.dumps(_stringify(meta)))})
         return buf.getvalue()
     if fmt == "json":
         # rows of Python floats: repr is the shortest string that reads back to the same float
@@ -98,20 +198,36 @@ def save_params(
     return path
 
 
-def _parse_meta(meta: dict[str, str], path: Path) -> dict[str, Any]:
+def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
+    """config -> GPTConfig, vocab -> str, dtype -> 'float32' | 'float64'. With ``encoded`` (safetensors, npz)
+    config and vocab are JSON strings; json files hold them as plain JSON values."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: bad metadata (not an object): re-export the file")
     out: dict[str, Any] = {}
     try:
         if "config" in meta:
-            out["config"] = GPTConfig.from_dict(json.loads(meta["config"]))
+            cfg = meta["config"]
+            cfg = json.loads(cfg) if encoded and isinstance(cfg, str) else cfg
+            if not isinstance(cfg, dict):
+                raise ValueError("config is not an object")
+            out["config"] = GPTConfig.from_dict(cfg)
         if "vocab" in meta:
-            vocab = json.loads(meta["vocab"])
-            if not isinstance(vocab, str):
-                raise ValueError("vocab is not a string")
+            vocab = meta["vocab"]
+            vocab = json.loads(vocab) if encoded and isinstance(vocab, str) else vocab
+            if not isinstance(vocab, str) or len(set(vocab)) != len(vocab):
+                raise ValueError("vocab is not a string of distinct characters")
             out["vocab"] = vocab
         if "dtype" in meta:
-            out["dtype"] = str(meta["dtype"])
-    except (ValueError, TypeError, UserError) as e:
+            if meta["dtype"] not in DTYPES:
+                raise ValueError(f"dtype {meta['dtype']!r} is not one of {', '.join(DTYPES)}")
+            out["dtype"] = meta["dtype"]
+    except (ValueError, TypeError, RecursionError, UserError) as e:
         raise UserError(f"{path}: bad metadata ({e}): re-export the file") from None
+    if "config" in out and "vocab" in out and len(out["vocab"]) + 1 != out["config"].vocab_size:
+        raise UserError(
+            f"{path}: bad metadata: a vocabulary of {len(out['vocab'])} characters does not fit "
+            f"vocab_size {out['config'].vocab_size}: re-export the file"
+        )
     return out
 
 
@@ -123,16 +239,57 @@ def _json_matrix(name: str, value: Any, path: Path) -> np.ndarray:
         if len(row) != width:
             raise UserError(f"{path}: {name!r} is ragged: row {i} has {len(row)} numbers, row 0 has {width}")
         for x in row:
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise UserError(f"{path}: {name!r} row {i} holds {x!r}, not a finite number")
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise UserError(f"{path}: {name!r} row {i} holds {x!r:.40}, not a number")
+            try:
+                finite = math.isfinite(x)
+            except OverflowError:  # an int too large for a float
+                finite = False
+            if not finite:
+                raise UserError(f"{path}: {name!r} row {i} holds {x!r:.40}, not a finite number")
     return np.array(value, dtype=np.float64)
+
+
+def _read_npz(raw: bytes) -> tuple[dict[str, np.ndarray], Any]:
+    """The arrays of an npz archive, read without pickle and without trusting declared sizes."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"member {info.filename!r} is not an .npy array")
+            name = info.filename[: -len(".npy")]
+            if name in arrays:
+                raise ValueError(f"{name!r} appears twice")
+            data = zf.read(info)  # checks the CRC
+            f = io.BytesIO(data)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject or dtype.itemsize == 0:
+                raise ValueError(f"{name!r} has dtype {dtype}, not numbers")
+            count = math.prod(shape)
+            if f.tell() + count * dtype.itemsize != len(data):
+                raise ValueError(f"{name!r} declares shape {shape} but holds {len(data) - f.tell()} bytes")
+            flat = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+            arrays[name] = flat.reshape(shape, order="F" if fortran else "C").copy()
+    meta: Any = {}
+    if META_KEY in arrays:
+        m = arrays.pop(META_KEY)
+        if m.shape != () or m.dtype.kind != "U":
+            raise ValueError(f"{META_KEY} is not a string")
+        meta = json.loads(str(m))
+    return arrays, meta
 
 
 def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, np.ndarray], dict]:
     """Parse a parameter file's bytes into (state_dict of numpy arrays, metadata dict).
 
-    Metadata may hold ``config`` (GPTConfig), ``vocab`` (str) and ``dtype``. Any malformed input raises
-    UserError naming the file and the problem.
+    Metadata may hold ``config`` (GPTConfig), ``vocab`` (str) and ``dtype``; when the file carries its config,
+    the matrices are checked against it. Any malformed input raises UserError naming the file and the problem.
     """
     path = Path(path)
     if fmt == "safetensors":
@@ -143,34 +300,37 @@ def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>")
             params = dict(load(raw))
             n = int.from_bytes(raw[:8], "little")
             meta = json.loads(raw[8 : 8 + n]).get(META_KEY) or {}
-        except (SafetensorError, ValueError, TypeError, AttributeError, OverflowError) as e:
-            raise UserError(f"{path}: not a readable safetensors file ({e}): re-export it") from None
+        except (SafetensorError, *_PARSE_ERRORS) as e:
+            raise UserError(f"{path}: not a readable safetensors file ({str(e)[:200]}): re-export it") from None
     elif fmt == "npz":
         try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                params = {k: z[k] for k in z.files if k != META_KEY}
-                meta = json.loads(str(z[META_KEY])) if META_KEY in z.files else {}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as e:
-            raise UserError(f"{path}: not a readable npz file ({e}): re-export it") from None
+            params, meta = _read_npz(raw)
+        except _PARSE_ERRORS as e:
+            raise UserError(f"{path}: not a readable npz file ({str(e)[:200]}): re-export it") from None
     elif fmt == "json":
         try:
             doc = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise UserError(f"{path}: not valid JSON ({e}): re-export it") from None
+            raise UserError(f"{path}: not valid JSON ({str(e)[:200]}): re-export it") from None
         if not isinstance(doc, dict):
             raise UserError(f"{path}: expected a JSON object {{name: [[...], ...]}}, got {type(doc).__name__}")
         meta = doc.pop(META_KEY, {})
         params = {k: _json_matrix(k, v, path) for k, v in doc.items()}
     else:
         raise UserError(f"unknown format {fmt!r}: use safetensors, npz or json")
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise UserError(f"{path}: bad metadata: re-export the file")
+    meta = _parse_meta(meta, path, encoded=fmt != "json")
     for k, v in params.items():
         if v.ndim != 2 or not np.issubdtype(v.dtype, np.floating):
-            raise UserError(f"{path}: {k!r} is not a 2-D float matrix (shape {v.shape}, dtype {v.dtype})")
-    meta = _parse_meta(meta, path)
-    if fmt == "json" and meta.get("dtype") in ("float32", "float64"):
+            raise UserError(f"{path}: {k!r} is not a 2-D float matrix (shape {v.shape}, dtype {v.dtype}): re-export it")
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{path}: {k!r} holds NaN or infinite values: use parameters from a run that converged")
+    if fmt == "json" and "dtype" in meta:
         params = {k: v.astype(meta["dtype"]) for k, v in params.items()}
+    if "config" in meta:
+        config = meta["config"]
+        if config.model == "gpt" and config.n_layer > len(params):  # before listing a huge config's shapes
+            raise UserError(f"{path}: {len(params)} matrices cannot hold the {config.n_layer} layers of its config")
+        check_params(params, config, source=str(path))
     return params, meta
 
 
@@ -185,6 +345,8 @@ def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"parameter file {path} not found: check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"parameter file {path} is a directory: pass a .safetensors, .npz or .json file") from None
     except OSError as e:
         raise UserError(f"cannot read parameter file {path}: {e.strerror}") from None
     return params_from_bytes(raw, fmt, path)

@@ -1,0 +1,443 @@
+"""Checkpoints that resume bit-for-bit, and the host-side guard of a training run.
+
+A checkpoint is ``RUN/checkpoint/``: ``params-SSSSSSSS.safetensors`` (an ordinary parameter file, so
+``sample --params`` and ``export --params`` read it), ``opt_state-SSSSSSSS.safetensors`` (the optimizer
+state's leaves under their pytree paths) and ``checkpoint.json``, the manifest naming both files with their
+SHA-256, the step, the PRNG key and the data position. Each file is written by temp file + rename and the
+manifest goes last, so it is the commit point: a reader sees the previous complete checkpoint or the new one,
+never a mix or a half-written file. Files no manifest names are removed after each commit.
+
+Training uses no randomness after init (documents are taken in order, ``docs[step % n]``) and the optimizer
+state holds its own step count, so params + optimizer state + step is the whole state of a run: resuming
+from it replays exactly the same compiled steps as the uninterrupted run.
+
+``RunGuard`` is what ``train`` does between chunks: stop at the first non-finite loss, write checkpoints
+every N steps, and on SIGINT/SIGTERM (the handler only sets a flag) write one and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.errors import UserError
+from microgpt_jax.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_params,
+    load_params,
+    safetensors_bytes,
+    save_params,
+)
+
+CKPT_DIR = "checkpoint"
+MANIFEST = "checkpoint.json"
+VERSION = 1
+# flags that may differ on --resume: they change neither a parameter nor metrics.jsonl
+RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature")
+# argparse dests that are not flags of the run
+NOT_RUN_ARGS = ("command", "resume", "argv", "out")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def opt_state_arrays(opt_state: Any) -> dict[str, np.ndarray]:
+    """The optimizer state's leaves as numpy arrays, named by their pytree paths (e.g. ``[0].mu['wte']``)."""
+    import jax
+
+    leaves = jax.tree_util.tree_flatten_with_path(opt_state)[0]
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def opt_state_from_arrays(arrays: dict[str, np.ndarray], template: Any, source: str) -> Any:
+    """Rebuild an optimizer state from ``opt_state_arrays`` output, the tree structure taken from ``template``
+    (a fresh ``init_opt_state``); names, shapes and dtypes must all match it."""
+    import jax
+    import jax.numpy as jnp
+
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for path, ref in paths:
+        name = jax.tree_util.keystr(path)
+        if name not in arrays:
+            raise UserError(f"{source}: optimizer state lacks {name}: the checkpoint is from another optimizer")
+        got = arrays[name]
+        if got.shape != np.shape(ref) or got.dtype != np.asarray(ref).dtype:
+            raise UserError(
+                f"{source}: optimizer state {name} is {got.dtype}{list(got.shape)}, "
+                f"expected {np.asarray(ref).dtype}{list(np.shape(ref))}: the checkpoint is from another run"
+            )
+        leaves.append(jnp.asarray(got))
+    if len(arrays) != len(paths):
+        raise UserError(f"{source}: optimizer state has {len(arrays)} arrays, expected {len(paths)}")
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    params: dict[str, Any],
+    opt_state: Any,
+    config: GPTConfig,
+    vocab: str,
+    info: dict[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint of ``step`` into ``run_dir/checkpoint/`` atomically (manifest renamed last).
+
+    ``info`` (JSON values: PRNG key, data position, ...) is stored in the manifest. Returns the manifest path.
+    """
+    ck = Path(run_dir) / CKPT_DIR
+    try:
+        ck.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(
+            f"cannot write checkpoint directory {ck}: {e.strerror}: free space or fix permissions"
+        ) from None
+    params_name, opt_name = f"params-{step:08d}.safetensors", f"opt_state-{step:08d}.safetensors"
+    params_path = save_params(ck / params_name, {k: np.asarray(v) for k, v in params.items()}, config, vocab)
+    opt_bytes = safetensors_bytes(opt_state_arrays(opt_state), {"format": "microgpt_jax.opt_state", "step": str(step)})
+    atomic_write_bytes(ck / opt_name, opt_bytes)
+    manifest = {
+        "version": VERSION,
+        "step": step,
+        "params": params_name,
+        "opt_state": opt_name,
+        "sha256": {params_name: _sha256(params_path.read_bytes()), opt_name: _sha256(opt_bytes)},
+        **(info or {}),
+    }
+    atomic_write_text(ck / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    for stale in ck.iterdir():  # earlier checkpoints' files and temp files of interrupted writes
+        if stale.name not in (MANIFEST, params_name, opt_name):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    return ck / MANIFEST
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint manifest of a run directory, or None when it has none."""
+    path = Path(run_dir) / CKPT_DIR / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("step"), int):
+            raise ValueError("no step")
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path} is not a readable checkpoint manifest ({e}): start the run again") from None
+    return manifest
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the state to continue from and its manifest."""
+
+    step: int
+    params: dict[str, Any]
+    opt_state: Any
+    manifest: dict[str, Any]
+
+
+def load_checkpoint(run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, vocab: str) -> Checkpoint:
+    """Read and verify ``run_dir/checkpoint/``: file hashes, shapes against ``config``, the vocabulary, and the
+    optimizer state's structure against a fresh ``init_opt_state``. Arrays come back as jax arrays in the
+    run's dtype."""
+    import jax.numpy as jnp
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    from microgpt_jax.train import init_opt_state
+
+    ck = Path(run_dir) / CKPT_DIR
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        raise UserError(f"{run_dir} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
+    step = manifest["step"]
+    if not 0 <= step <= train_config.steps:
+        raise UserError(f"{ck / MANIFEST}: step {step} is outside the run's 0..{train_config.steps}: start again")
+    raw = {}
+    for key in ("params", "opt_state"):
+        name = manifest.get(key)
+        if not isinstance(name, str) or Path(name).name != name:
+            raise UserError(f"{ck / MANIFEST}: no {key} file named: the checkpoint is corrupt; start again")
+        try:
+            raw[key] = (ck / name).read_bytes()
+        except OSError as e:
+            raise UserError(
+                f"cannot read checkpoint file {ck / name}: {e.strerror}: the checkpoint is incomplete"
+            ) from None
+        if _sha256(raw[key]) != manifest.get("sha256", {}).get(name):
+            raise UserError(f"checkpoint file {ck / name} does not match its SHA-256 in {MANIFEST}: it was changed")
+    params, meta = load_params(ck / manifest["params"])
+    check_params(params, config, source=str(ck / manifest["params"]))
+    if meta.get("vocab") != vocab:
+        raise UserError(
+            f"{ck / manifest['params']}: vocabulary {meta.get('vocab')!r} differs from the data's {vocab!r}"
+        )
+    dtype = jnp.float64 if train_config.x64 else jnp.float32
+    params = {k: jnp.asarray(params[k], dtype) for k in params}
+    try:
+        opt_arrays = load(raw["opt_state"])
+    except (SafetensorError, ValueError, KeyError) as e:
+        raise UserError(f"{ck / manifest['opt_state']}: not a readable optimizer state ({e})") from None
+    template = init_opt_state(train_config.optimizer, params)
+    opt_state = opt_state_from_arrays(opt_arrays, template, str(ck / manifest["opt_state"]))
+    return Checkpoint(step, params, opt_state, manifest)
+
+
+def truncate_metrics(run_dir: str | os.PathLike, step: int, steps: int) -> None:
+    """Rewrite ``metrics.jsonl`` (atomically) to what the run had written when it reached ``step``: loss lines
+    of steps < ``step`` and val_loss lines up to ``step`` (the end-of-run one excepted), so that the resumed run
+    appends each later step exactly once."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            s = rec["step"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+        if not isinstance(s, int):
+            continue
+        if s < step or ("val_loss" in rec and "loss" not in rec and s == step < steps):
+            keep.append(line + "\n")
+    atomic_write_text(path, "".join(keep))
+
+
+def run_args(args: argparse.Namespace, data_path: str | os.PathLike) -> dict[str, Any]:
+    """The run's flags as JSON values (for config.json), paths made absolute, so ``--resume`` can rebuild them."""
+    out = {}
+    for k, v in vars(args).items():
+        if k in NOT_RUN_ARGS or not (v is None or isinstance(v, (str, int, float, bool))):
+            continue
+        out[k] = v
+    out["data"] = str(Path(data_path).resolve())
+    if out.get("init"):
+        out["init"] = str(Path(out["init"]).resolve())
+    return out
+
+
+def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The argparse dests given on the command line ``argv`` (not filled by defaults). Mutates ``parser``:
+    pass a fresh one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub._defaults.clear()
+                for a in sub._actions:
+                    a.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(list(argv)))) - {"command"}
+
+
+def resume_args(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
+    """The flags of the run in ``args.resume`` (from its config.json), for ``train --resume DIR``.
+
+    Flags given beside --resume must equal the saved ones, except those in RESUME_MAY_CHANGE.
+    """
+    run_dir = Path(args.resume)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json): pass the --out of a train run to --resume")
+    try:
+        saved = json.loads(cfg_path.read_text(encoding="utf-8"))["args"]
+        if not isinstance(saved, dict):
+            raise TypeError("args is not an object")
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise UserError(
+            f"{cfg_path} does not record the run's flags ({e}): it cannot be resumed; start again"
+        ) from None
+    if read_manifest(run_dir) is None:
+        raise UserError(f"{run_dir} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
+    for dest in sorted(explicit - {"resume", *RESUME_MAY_CHANGE}):
+        given, have = getattr(args, dest), saved.get(dest)
+        if dest in ("data", "init") and given is not None:
+            given = str(Path(given).resolve())
+        if dest in saved and given != have:
+            flag = "--" + dest.replace("_", "-")
+            was = "unset (its default)" if have is None else have
+            raise UserError(
+                f"{flag} {getattr(args, dest)} conflicts with the run's saved {flag} {was}: --resume continues "
+                f"the run with its saved flags; drop {flag}"
+            )
+    merged = {**vars(args), **{k: v for k, v in saved.items() if k not in NOT_RUN_ARGS}}
+    merged.update({k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in explicit})
+    merged["out"] = str(run_dir)
+    return argparse.Namespace(**merged)
+
+
+def check_fresh_out(out: str | os.PathLike) -> None:
+    """Before a fresh run writes into ``out``: refuse if it holds an unfinished run's checkpoint (that work would
+    be lost), and remove a finished run's old checkpoint (it would otherwise be resumed against new flags)."""
+    try:
+        manifest = read_manifest(out)
+    except UserError:  # an unreadable manifest guards nothing: it goes with the rest
+        manifest = None
+    if manifest is not None and manifest["step"] < manifest.get("steps", 0):
+        raise UserError(
+            f"{out} holds an unfinished run (checkpoint at step {manifest['step']} of {manifest['steps']}): "
+            f"resume it with `microgpt-jax train --resume {out}` or pick another --out"
+        )
+    ck = Path(out) / CKPT_DIR
+    if ck.exists():
+        try:
+            shutil.rmtree(ck)
+        except OSError as e:
+            raise UserError(
+                f"cannot remove the old checkpoint {ck}: {e.strerror}: remove it or pick another --out"
+            ) from None
+
+
+def data_fingerprint(path: str | os.PathLike) -> str:
+    """SHA-256 of the corpus file, to refuse resuming on changed data."""
+    from microgpt_jax.data import sha256_file
+
+    return sha256_file(path)
+
+
+class RunGuard:
+    """The host-side bookkeeping of one training run between chunks.
+
+    ``finite(report)`` cuts a chunk's losses at the first non-finite one; ``fail(step, loss)`` raises the
+    error for it (the last good checkpoint is left alone); ``after_chunk(report)`` writes a checkpoint every
+    ``ckpt_every`` steps or when a signal came, and returns True to stop. ``signals()`` installs the SIGINT
+    and SIGTERM handlers, which only set a flag (a second signal kills at once, leaving no half-written file).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        config: GPTConfig,
+        train_config: TrainConfig,
+        vocab: str,
+        ckpt_every: int | None,
+        data_sha256: str,
+        start_step: int = 0,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config, self.tc, self.vocab = config, train_config, vocab
+        self.ckpt_every = ckpt_every
+        self.data_sha256 = data_sha256
+        self.last_ckpt: int | None = start_step if start_step else None
+        self.signum: int | None = None
+        self.stopped_at: int | None = None
+
+    def boundaries(self) -> tuple[int, ...]:
+        """The steps at which a chunk must end for a checkpoint."""
+        return tuple(range(self.ckpt_every, self.tc.steps, self.ckpt_every)) if self.ckpt_every else ()
+
+    def finite(self, report: Any) -> tuple[np.ndarray, int | None]:
+        """(the losses before the first non-finite one, the step of that one or None)."""
+        losses = np.asarray(report.losses)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size == 0:
+            return losses, None
+        return losses[: bad[0]], report.start + int(bad[0])
+
+    def fail(self, step: int, loss: float) -> UserError:
+        """The error for a non-finite loss at ``step`` (raise it); the last good checkpoint stays as it is."""
+        kept = (
+            f"the last good checkpoint (step {self.last_ckpt}) is kept in {self.run_dir / CKPT_DIR}"
+            if self.last_ckpt is not None
+            else "no checkpoint was written"
+        )
+        return UserError(
+            f"loss is {float(loss)} at step {step} (lr {self.tc.lr:g}): training diverged; "
+            f"lower --lr and train again ({kept}; metrics.jsonl holds the steps before it)"
+        )
+
+    def write(self, step: int, params: Any, opt_state: Any) -> None:
+        """Write the checkpoint of ``step``."""
+        import jax
+
+        info = {
+            "steps": self.tc.steps,
+            "data_position": {"step": step, "next_doc": step * self.tc.batch_size},  # docs[next_doc % n] next
+            "data_sha256": self.data_sha256,
+            "prng_key": np.asarray(jax.random.key_data(jax.random.key(self.tc.seed))).tolist(),
+        }
+        save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.vocab, info)
+        self.last_ckpt = step
+
+    def after_chunk(self, report: Any) -> bool:
+        """Checkpoint if due (every ``ckpt_every`` steps, or a signal came); True means stop here."""
+        due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
+        if self.signum is not None and self.stopped_at is None:
+            print(f"{signal.Signals(self.signum).name}: writing a checkpoint at step {report.end}", flush=True)
+        if (due or self.signum is not None) and self.last_ckpt != report.end:
+            self.write(report.end, report.params, report.opt_state)
+        if self.signum is not None and report.end < self.tc.steps:
+            self.stopped_at = report.end
+            return True
+        return False
+
+    def stop_message(self) -> str:
+        """What to print after a signal stopped the run."""
+        name = signal.Signals(self.signum).name if self.signum else "signal"
+        return (
+            f"stopped by {name} at step {self.stopped_at} of {self.tc.steps}; checkpoint in "
+            f"{self.run_dir / CKPT_DIR}; resume with: microgpt-jax train --resume {self.run_dir}"
+        )
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        # only set the flag (printing here could re-enter a print the signal interrupted)
+        self.signum = signum
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM set the stop flag while inside; the previous handlers come back after."""
+        old = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def resume_state(
+    run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, vocab: str, data_sha256: str
+) -> Checkpoint:
+    """Load a run's checkpoint for ``--resume``, check the corpus is unchanged, and cut metrics.jsonl back to it."""
+    ckpt = load_checkpoint(run_dir, config, train_config, vocab)
+    if ckpt.manifest.get("data_sha256") not in (None, data_sha256):
+        raise UserError(f"the data file changed since {run_dir} was checkpointed: restore it to resume")
+    truncate_metrics(run_dir, ckpt.step, train_config.steps)
+    return ckpt
+
+
+def unfinished_run_hint(run_dir: str | os.PathLike) -> None:
+    """For ``sample``/``export --run`` of a run that stopped before writing params.safetensors: raise a UserError
+    saying how to finish it or where its checkpoint's parameters are; do nothing otherwise."""
+    run_dir = Path(run_dir)
+    if (run_dir / "params.safetensors").exists():
+        return
+    try:
+        manifest = read_manifest(run_dir)
+    except UserError:
+        return
+    if manifest is not None:
+        raise UserError(
+            f"{run_dir} is unfinished (checkpoint at step {manifest['step']}): finish it with "
+            f"`microgpt-jax train --resume {run_dir}`, or use --params {run_dir / CKPT_DIR / manifest['params']}"
+        )

@@ -1,0 +1,231 @@
+"""The catalogue of bad inputs: each is exit status 2, one line naming the problem, no traceback, and no
+output file left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microgpt_jax.cli import main
+from microgpt_jax.io import save_params
+
+SMALL = ["--val-size", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
+
+
+def fails(argv: list[str], capsys, match: str) -> str:
+    """Run the CLI in-process; it must exit 2 with one ``error:`` line containing ``match``."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse
+        rc = e.code
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert rc == 2, (argv, captured)
+    assert "\n" not in err and err.startswith("error: ") and "Traceback" not in err, err
+    assert match in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> dict[str, Path]:
+    """A corpus and a small trained model exported in each format (vocabulary 'abcdefghijklmnop')."""
+    d = tmp_path_factory.mktemp("good")
+    corpus = d / "corpus.txt"
+    corpus.write_text("\n".join(["abcdefgh", "ijklmnop", "ponmlkji", "hgfedcba"] * 3) + "\n")
+    run = d / "run"
+    assert main(["train", "--out", str(run), "--data", str(corpus), "--steps", "100", *SMALL]) == 0
+    files = {"corpus": corpus, "run": run}
+    for fmt in ("safetensors", "npz", "json"):
+        files[fmt] = d / f"model.{fmt}"
+        assert main(["export", "--run", str(run), "--out", str(files[fmt])]) == 0
+    return files
+
+
+def train_argv(out: Path, corpus: Path, *extra: str) -> list[str]:
+    return ["train", "--out", str(out), "--data", str(corpus), "--steps", "100", *SMALL, *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--n-embd", "10", "--n-head", "4"], "n_embd (10) must be divisible by n_head (4)"),
+        (["--block-size", "1"], "block_size must be >= 2"),
+        (["--steps", "0"], "--steps: must be >= 1"),
+        (["--steps", "-3"], "--steps: must be >= 1"),
+        (["--lr", "0"], "--lr: must be a finite number > 0"),
+        (["--lr", "-1"], "--lr: must be a finite number > 0"),
+        (["--lr", "nan"], "--lr: must be a finite number > 0"),
+        (["--lr", "inf"], "--lr: must be a finite number > 0"),
+        (["--temperature", "0"], "--temperature: must be a finite number > 0"),
+        (["--temperature", "-0.5"], "--temperature: must be a finite number > 0"),
+        (["--num-samples", "0"], "--num-samples: must be >= 1"),
+        (["--ckpt-every", "0"], "--ckpt-every: must be >= 1"),
+    ],
+)
+def test_bad_train_flags(tmp_path: Path, good, capsys, extra: list[str], match: str) -> None:
+    out = tmp_path / "out"
+    fails(train_argv(out, good["corpus"], *extra), capsys, match)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "not found"),
+        (b"", "no documents"),
+        (b"\n  \n\n", "no documents"),
+        (b"abc\n\xff\xfe\n", "line 2 is not valid UTF-8"),
+    ],
+)
+def test_bad_data_file(tmp_path: Path, capsys, content: bytes | None, match: str) -> None:
+    data, out = tmp_path / "data.txt", tmp_path / "out"
+    if content is not None:
+        data.write_bytes(content)
+    fails(train_argv(out, data), capsys, match)
+    assert not out.exists()
+
+
+def test_data_path_is_a_directory(tmp_path: Path, capsys) -> None:
+    fails(train_argv(tmp_path / "out", tmp_path), capsys, "is a directory")
+
+
+@pytest.mark.parametrize("extra", [["--num-samples", "0"], ["--temperature", "0"], ["--temperature", "nan"]])
+def test_bad_sample_flags(good, capsys, extra: list[str]) -> None:
+    fails(["sample", "--run", str(good["run"]), *extra], capsys, f"argument {extra[0]}: must be")
+
+
+def corrupt(good: dict, fmt: str, how: str, tmp: Path) -> Path:
+    """A damaged copy of the good model file."""
+    raw = good[fmt].read_bytes()
+    path = tmp / f"bad.{fmt}"
+    if how == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif how == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("fmt", ["safetensors", "npz", "json"])
+def test_corrupt_parameter_files(tmp_path: Path, good, capsys, fmt: str, how: str) -> None:
+    bad = corrupt(good, fmt, how, tmp_path)
+    match = {
+        "safetensors": "not a readable safetensors file",
+        "npz": "not a readable npz file",
+        "json": "not valid JSON",
+    }
+    fails(["sample", "--params", str(bad)], capsys, match[fmt])
+    out = tmp_path / "x.npz"
+    fails(["export", "--params", str(bad), "--out", str(out)], capsys, match[fmt])
+    assert not out.exists()
+    run = tmp_path / "run"
+    fails(train_argv(run, good["corpus"], "--init", str(bad)), capsys, match[fmt])
+    assert not run.exists() or not list(run.iterdir())
+
+
+def edited_json(good: dict, tmp: Path, edit) -> Path:
+    doc = json.loads(good["json"].read_text())
+    edit(doc)
+    path = tmp / "edited.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _ragged(d):
+    d["wte"][3] = d["wte"][3][:-1]
+
+
+def _non_number(value):
+    def edit(d):
+        d["lm_head"][2][5] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d.pop("wpe"), "missing 'wpe'"),
+        (lambda d: d.update(extra=[[1.0]]), "unexpected 'extra'"),
+        (_ragged, "'wte' is ragged: row 3 has 7 numbers, row 0 has 8"),
+        (_non_number("0.5"), "'lm_head' row 2 holds '0.5', not a number"),
+        (_non_number(None), "'lm_head' row 2 holds None, not a number"),
+        (_non_number(True), "'lm_head' row 2 holds True, not a number"),
+        (_non_number([1.0]), "'lm_head' row 2 holds [1.0], not a number"),
+        (_non_number(10**400), "not a finite number"),
+        (lambda d: d.update(wte=[]), "'wte' is not a list of rows"),
+        (lambda d: d["__metadata__"].update(vocab=123), "bad metadata"),
+        (lambda d: d["__metadata__"].update(dtype="int8"), "bad metadata"),
+    ],
+)
+def test_bad_json_state_dicts(tmp_path: Path, good, capsys, edit, match: str) -> None:
+    path = edited_json(good, tmp_path, edit)
+    fails(["sample", "--params", str(path)], capsys, match)
+    out = tmp_path / "x.safetensors"
+    fails(["export", "--params", str(path), "--out", str(out)], capsys, match)
+    assert not out.exists()
+
+
+def test_nan_in_json_text(tmp_path: Path, good, capsys) -> None:
+    doc = json.loads(good["json"].read_text())
+    doc["wte"][0][0] = float("nan")
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps(doc))  # Python writes NaN, which Python's JSON parser accepts
+    fails(["sample", "--params", str(path)], capsys, "not a finite number")
+
+
+def test_file_without_config_cannot_be_sampled(tmp_path: Path, good, capsys) -> None:
+    doc = json.loads(good["json"].read_text())
+    del doc["__metadata__"]
+    (tmp_path / "plain.json").write_text(json.dumps(doc))
+    fails(["sample", "--params", str(tmp_path / "plain.json")], capsys, "carries no config and vocabulary")
+
+
+def test_init_that_does_not_fit_the_data_or_flags(tmp_path: Path, good, capsys) -> None:
+    other = tmp_path / "other.txt"
+    other.write_text("qrstuvwxyzabcdef\nfedcbazyxwvutsrq\n" * 3)  # 16 characters too, but others
+    fails(train_argv(tmp_path / "a", other, "--init", str(good["npz"])), capsys, "differs from the data's")
+    fails(
+        train_argv(tmp_path / "b", good["corpus"], "--init", str(good["npz"]), "--n-embd", "16"),
+        capsys,
+        "has shape (17, 8), expected (17, 16)",
+    )
+    fails(train_argv(tmp_path / "c", good["corpus"], "--init", str(tmp_path / "none.npz")), capsys, "not found")
+    fails(train_argv(tmp_path / "d", good["corpus"], "--init", str(good["corpus"])), capsys, "unknown parameter file")
+
+
+def test_file_whose_matrices_do_not_fit_its_config(tmp_path: Path, good, capsys) -> None:
+    from microgpt_jax.io import load_params
+
+    params, meta = load_params(good["safetensors"])
+    params["wpe"] = np.zeros((3, 8), np.float32)
+    save_params(tmp_path / "p.npz", params, meta["config"], meta["vocab"])
+    fails(["sample", "--params", str(tmp_path / "p.npz")], capsys, "'wpe' has shape (3, 8), expected (8, 8)")
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path: Path, good, capsys) -> None:
+    fails(["train", "--resume", str(tmp_path)], capsys, "is not a run directory (no config.json)")
+    fails(["train", "--resume", str(tmp_path / "missing")], capsys, "is not a run directory")
+    fails(["train", "--resume", str(good["run"])], capsys, "has no checkpoint to resume from")
+    fails(["train", "--resume", str(good["run"]), "--out", str(tmp_path)], capsys, "not allowed with argument")
+    (tmp_path / "config.json").write_text("{not json")
+    fails(["train", "--resume", str(tmp_path)], capsys, "does not record the run's flags")
+
+
+def test_unwritable_outputs(tmp_path: Path, good, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    fails(train_argv(blocker / "run", good["corpus"]), capsys, "cannot write to output directory")
+    fails(["export", "--run", str(good["run"]), "--out", str(blocker / "m.npz")], capsys, "cannot write")
+    fails(["export", "--run", str(good["run"]), "--out", str(tmp_path / "m.txt")], capsys, "name it .safetensors")
+    fails(
+        ["export", "--run", str(good["run"]), "--format", "json", "--out", str(tmp_path / "m.npz")],
+        capsys,
+        "does not end in .json",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

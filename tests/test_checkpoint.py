@@ -1,0 +1,203 @@
+"""Checkpoints: atomic, verified, and resuming bit-for-bit after SIGINT/SIGTERM; the NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from microgpt_jax import checkpoint
+from microgpt_jax.checkpoint import load_checkpoint, save_checkpoint, truncate_metrics
+from microgpt_jax.cli import main
+from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.errors import UserError
+from microgpt_jax.models import init_params
+from microgpt_jax.train import init_opt_state
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--val-size", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
+CONFIG = GPTConfig(vocab_size=5, n_embd=8, n_head=2, block_size=4)
+
+
+def run_flags(corpus: Path, steps: int = 300) -> list[str]:
+    return ["--data", str(corpus), "--steps", str(steps), "--eval-every", "50", *SMALL]
+
+
+def state(optimizer: str):
+    params = init_params(jax.random.key(0), CONFIG)
+    opt = init_opt_state(optimizer, params)
+    # make every leaf distinct from a fresh init, so a silently re-initialised state would show
+    opt = jax.tree.map(lambda x: x + 3 if x.dtype.kind == "i" else x + 0.25, opt)
+    return params, opt
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_checkpoint_round_trip_and_commit(tmp_path: Path, optimizer: str) -> None:
+    tc = TrainConfig(optimizer=optimizer, steps=100)
+    params, opt = state(optimizer)
+    save_checkpoint(tmp_path, 10, params, opt, CONFIG, "abcd", {"steps": 100})
+    params2 = jax.tree.map(lambda x: x * 2, params)
+    save_checkpoint(tmp_path, 20, params2, opt, CONFIG, "abcd", {"steps": 100})
+    ck = tmp_path / "checkpoint"
+    assert sorted(p.name for p in ck.iterdir()) == [
+        "checkpoint.json",
+        "opt_state-00000020.safetensors",
+        "params-00000020.safetensors",
+    ]  # the older checkpoint's files are gone once the new manifest is in place
+    (ck / "params-00000030.safetensors").write_bytes(b"half a file")  # a write cut short: no manifest names it
+    got = load_checkpoint(tmp_path, CONFIG, tc, "abcd")
+    assert got.step == 20
+    for a, b in zip(jax.tree.leaves((params2, opt)), jax.tree.leaves((got.params, got.opt_state)), strict=True):
+        assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    assert jax.tree.structure(got.opt_state) == jax.tree.structure(opt)
+
+
+def test_checkpoint_damage_and_mismatch_are_errors(tmp_path: Path) -> None:
+    params, opt = state("adam")
+    save_checkpoint(tmp_path, 10, params, opt, CONFIG, "abcd", {"steps": 100})
+    with pytest.raises(UserError, match="another optimizer"):
+        load_checkpoint(tmp_path, CONFIG, TrainConfig(optimizer="sgd", steps=100), "abcd")
+    with pytest.raises(UserError, match="vocabulary"):
+        load_checkpoint(tmp_path, CONFIG, TrainConfig(steps=100), "abce")
+    opt_file = tmp_path / "checkpoint" / "opt_state-00000010.safetensors"
+    raw = bytearray(opt_file.read_bytes())
+    raw[-1] ^= 1
+    opt_file.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="SHA-256"):
+        load_checkpoint(tmp_path, CONFIG, TrainConfig(steps=100), "abcd")
+
+
+def test_truncate_metrics_keeps_each_step_once(tmp_path: Path) -> None:
+    lines = [{"step": s, "loss": 1.0} for s in range(12)] + [{"step": 10, "val_loss": 2.0}]
+    text = "".join(json.dumps(x) + "\n" for x in lines) + '{"step": 12, "lo'  # the last line cut by a kill
+    (tmp_path / "metrics.jsonl").write_text(text)
+    truncate_metrics(tmp_path, 10, 20)
+    got = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert got == [{"step": s, "loss": 1.0} for s in range(10)] + [{"step": 10, "val_loss": 2.0}]
+
+
+def interrupt_at(monkeypatch, step: int, sig: int) -> None:
+    """Deliver ``sig`` to this process when the run reaches ``step`` (through the real handler)."""
+    orig = checkpoint.RunGuard.after_chunk
+
+    def after_chunk(self, report):
+        if report.end == step:
+            signal.raise_signal(sig)
+        return orig(self, report)
+
+    monkeypatch.setattr(checkpoint.RunGuard, "after_chunk", after_chunk)
+
+
+def test_interrupt_and_resume_is_bit_identical(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) -> None:
+    flags = [*run_flags(tiny_corpus), "--ckpt-every", "37"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(["train", "--out", str(full), *flags]) == 0
+    interrupt_at(monkeypatch, 111, signal.SIGTERM)
+    old_handler = signal.getsignal(signal.SIGTERM)
+    assert main(["train", "--out", str(cut), *flags]) == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is old_handler  # handlers are put back
+    out = capsys.readouterr().out
+    assert "stopped by SIGTERM at step 111 of 300" in out and f"train --resume {cut}" in out
+    assert not (cut / "params.safetensors").exists()
+    assert json.loads((cut / "checkpoint" / "checkpoint.json").read_text())["step"] == 111
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(cut)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert (cut / "params.safetensors").read_bytes() == (full / "params.safetensors").read_bytes()
+    metrics = (cut / "metrics.jsonl").read_text()
+    assert metrics == (full / "metrics.jsonl").read_text()
+    steps = [json.loads(x)["step"] for x in metrics.splitlines() if "val_loss" not in x]
+    assert steps == list(range(300))
+
+
+def test_sigint_in_a_subprocess_then_resume(tmp_path: Path, tiny_corpus: Path, capsys) -> None:
+    """Ctrl-C a real run mid-way; resuming it gives the uninterrupted run's parameters bit for bit."""
+    flags = run_flags(tiny_corpus, steps=4000)
+    cut, full = tmp_path / "cut", tmp_path / "full"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "microgpt_jax", "train", "--out", str(cut), *flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the first chunk: training is on
+        if (cut / "metrics.jsonl").exists() and (cut / "metrics.jsonl").stat().st_size:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr and "resume with: microgpt-jax train --resume" in stdout
+    stopped = json.loads((cut / "checkpoint" / "checkpoint.json").read_text())["step"]
+    assert 0 < stopped < 4000
+    assert main(["train", "--resume", str(cut)]) == 0
+    assert main(["train", "--out", str(full), *flags]) == 0
+    capsys.readouterr()
+    assert (cut / "params.safetensors").read_bytes() == (full / "params.safetensors").read_bytes()
+    assert (cut / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys
+) -> None:
+    orig = checkpoint.RunGuard.finite
+
+    def finite(self, report):  # the loss of step 150 comes out NaN
+        if report.start <= 150 < report.end:
+            report.losses = report.losses.copy()
+            report.losses[150 - report.start] = np.nan
+        return orig(self, report)
+
+    monkeypatch.setattr(checkpoint.RunGuard, "finite", finite)
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), *run_flags(tiny_corpus), "--ckpt-every", "37"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith("error: loss is nan at step 150 (lr 0.01)")
+    assert "last good checkpoint (step 148)" in err[0]
+    manifest = json.loads((run / "checkpoint" / "checkpoint.json").read_text())
+    assert manifest["step"] == 148
+    losses = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in losses if "loss" in x] == list(range(150))
+    assert not (run / "params.safetensors").exists()
+
+
+def test_real_divergence_is_reported(tmp_path: Path, tiny_corpus: Path, capsys) -> None:
+    run = tmp_path / "run"
+    flags = ["--optimizer", "sgd", "--lr", "1e30", "--data", str(tiny_corpus), "--steps", "300", *SMALL]
+    assert main(["train", "--out", str(run), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "error: loss is nan at step" in err and "(lr 1e+30)" in err and "Traceback" not in err
+    bad = int(err.split("at step ")[1].split()[0])
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == bad
+
+
+def test_resume_flags(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    interrupt_at(monkeypatch, 100, signal.SIGINT)
+    assert main(["train", "--out", str(run), *run_flags(tiny_corpus)]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    # flags that change the computation conflict; writing into an unfinished run is refused
+    assert main(["train", "--resume", str(run), "--lr", "0.02"]) == 2
+    assert "--lr 0.02 conflicts with the run's saved --lr unset" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--data", str(tmp_path / "other.txt")]) == 2
+    assert main(["train", "--out", str(run), *run_flags(tiny_corpus)]) == 2
+    assert "holds an unfinished run (checkpoint at step 100 of 300)" in capsys.readouterr().err
+    # sampling the unfinished run says how to go on; its checkpoint's parameters are an ordinary file
+    assert main(["sample", "--run", str(run), "--num-samples", "3"]) == 2
+    assert f"is unfinished (checkpoint at step 100): finish it with `microgpt-jax train --resume {run}`" in (
+        capsys.readouterr().err
+    )
+    assert (
+        main(["sample", "--params", str(run / "checkpoint" / "params-00000100.safetensors"), "--num-samples", "3"]) == 0
+    )
+    assert capsys.readouterr().out.count("sample ") == 3
+    # the same value is no conflict; sampling flags may change
+    assert main(["train", "--resume", str(run), "--steps", "300", "--num-samples", "2", "--ckpt-every", "1000"]) == 0
+    assert capsys.readouterr().out.count("sample ") == 2

@@ -8,7 +8,7 @@ import numpy as np
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs
-from microgpt_jax.loss import loss_fn
+from microgpt_jax.loss import loss_fn, nll_sum
 from microgpt_jax.model import init_params
 from microgpt_jax.optim import adam
 from microgpt_jax.train import evaluate, train
@@ -26,9 +26,10 @@ def test_step_s_trains_on_doc_s_mod_n():
     # the same 10 steps written as a plain Python loop over docs[s % len(docs)]
     opt = adam(0.01, 10)
     state, p = opt.init(params0), params0
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn), static_argnums=3)
     for s in range(10):
         i = s % len(DOCS)
-        loss, grads = jax.value_and_grad(loss_fn)(p, jnp.asarray(TOKENS[i : i + 1]), jnp.asarray(N[i : i + 1]), CONFIG)
+        loss, grads = value_and_grad(p, jnp.asarray(TOKENS[i : i + 1]), jnp.asarray(N[i : i + 1]), CONFIG)
         p, state = opt.update(grads, state, p)
         np.testing.assert_allclose(losses[s], loss, rtol=1e-5)
     for k in p:
@@ -56,3 +57,16 @@ def test_evaluate_is_mean_nll_per_token():
     ]
     expected = sum(loss * n for loss, n in zip(by_doc, N, strict=True)) / N.sum()
     assert abs(evaluate(params, TOKENS, N, CONFIG, batch=3) - expected) < 1e-5
+
+
+def test_vmapped_nll_equals_one_member_at_a_time():
+    """XLA:CPU once miscompiled a one-hot-product NLL under jit(vmap) (members got each other's losses)."""
+    config = GPTConfig()
+    params_M = jax.vmap(lambda k: init_params(k, config))(jax.random.split(jax.random.key(0), 16))
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 27, (256, 17)).astype(np.int32)
+    n = rng.integers(2, 17, 256).astype(np.int32)
+    sums_M, _ = jax.jit(jax.vmap(nll_sum, in_axes=(0, None, None, None)), static_argnums=3)(params_M, tokens, n, config)
+    one = jax.jit(nll_sum, static_argnums=3)
+    expected = [float(one(jax.tree.map(lambda x, m=m: x[m], params_M), tokens, n, config)[0]) for m in range(16)]
+    np.testing.assert_allclose(sums_M, expected, rtol=1e-5)

@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.loss import loss_fn, nll_sum
@@ -55,12 +57,39 @@ def train_step(
     return params, opt_state, loss
 
 
+DATA_AXIS = "data"
+
+
+def data_mesh(devices: int | None, batch_size: int) -> Mesh | None:
+    """The 1-D ``data`` mesh that data-parallel training splits each batch over, or None for one device.
+
+    ``devices`` None means every device (every host's) when the batch splits evenly over them, else one device.
+    """
+    from microgpt_jax.errors import UserError
+
+    all_devices = jax.devices()
+    if devices is None:
+        devices = len(all_devices) if batch_size % len(all_devices) == 0 else 1
+    if not 1 <= devices <= len(all_devices):
+        raise UserError(f"--devices {devices}: there are {len(all_devices)} device(s): pick 1..{len(all_devices)}")
+    if batch_size % devices:
+        raise UserError(f"--batch-size {batch_size} does not split over {devices} devices: use a multiple of {devices}")
+    return Mesh(np.asarray(all_devices[:devices]), (DATA_AXIS,)) if devices > 1 else None
+
+
+def shard_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
+    """Split a gathered batch along the mesh's ``data`` axis (identity without a mesh)."""
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(DATA_AXIS)))
+
+
 def batch_rows(step: jax.Array, batch_size: int, n_docs: int) -> jax.Array:
     """Which documents step ``step`` trains on: the original's docs[step % n], B consecutive per step."""
     return (step * batch_size + jnp.arange(batch_size)) % n_docs
 
 
-@partial(jax.jit, static_argnames=("config", "optimizer", "batch_size", "chunk"))
+@partial(jax.jit, static_argnames=("config", "optimizer", "batch_size", "chunk", "mesh"))
 def train_chunk(
     params: Params,
     opt_state: Any,
@@ -74,9 +103,11 @@ def train_chunk(
     optimizer: str,
     batch_size: int,
     chunk: int,
+    mesh: Mesh | None = None,
 ) -> tuple[Params, Any, jax.Array]:
     """Run steps start .. start + chunk - 1 (those < ``end``) as one compiled scan; returns the new
-    params and optimizer state and the ``chunk`` per-step losses (NaN for skipped steps)."""
+    params and optimizer state and the ``chunk`` per-step losses (NaN for skipped steps).
+    With a ``mesh``, each step's batch is split over its ``data`` axis (data parallel)."""
     n_docs = tokens_NxT1.shape[0]
 
     def step(carry, s):
@@ -84,8 +115,9 @@ def train_chunk(
             params, opt_state = carry
             rows = batch_rows(s, batch_size, n_docs)
             params, opt_state, loss = train_step(
-                params, opt_state, hparams, tokens_NxT1[rows], n_N[rows], config=config, optimizer=optimizer
-            )
+                params, opt_state, hparams, shard_batch(tokens_NxT1[rows], mesh), shard_batch(n_N[rows], mesh),
+                config=config, optimizer=optimizer,
+            )  # fmt: skip
             return (params, opt_state), loss
 
         def skip(carry):
@@ -131,6 +163,14 @@ class ChunkReport:
     opt_state: Any
 
 
+def default_chunk(batch_size: int, block_size: int) -> int:
+    """Steps per compiled call: about 100k token positions (a few tenths of a second on a CPU), 1000 at most.
+
+    Larger chunks cost fewer host round trips (batch 1 runs ~15% faster at 1000 than at 100); smaller ones
+    report progress, write metrics and answer Ctrl-C sooner. Chunking never changes a number."""
+    return max(1, min(1000, 100_000 // (batch_size * block_size)))
+
+
 def train(
     params: Params,
     tokens_NxT1: np.ndarray,
@@ -140,22 +180,29 @@ def train(
     *,
     opt_state: Any = None,
     start_step: int = 0,
-    chunk: int = 100,
+    chunk: int | None = None,
     boundaries: tuple[int, ...] = (),
     on_chunk: Callable[[ChunkReport], bool | None] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[Params, Any, np.ndarray]:
     """Train from ``start_step`` to ``train_config.steps``; returns (params, opt_state, losses of the steps run).
 
-    ``chunk`` steps run per compiled call; a chunk also ends at every step in ``boundaries`` (evaluations,
-    checkpoints). ``on_chunk`` is called after each chunk; returning True stops the run there.
+    ``chunk`` steps run per compiled call (default: ``default_chunk``); a chunk also ends at every step in
+    ``boundaries`` (evaluations, checkpoints). ``on_chunk`` is called after each chunk; returning True stops
+    the run there.
+    With a ``mesh`` (see ``data_mesh``) params are replicated and each batch is split over its devices.
     """
     tc = train_config
     dtype = jax.tree.leaves(params)[0].dtype
     hparams = hparams_of(tc, dtype)
     if opt_state is None:
         opt_state = init_opt_state(tc.optimizer, params)
-    chunk = max(1, min(chunk, tc.steps))
+    chunk = max(1, min(chunk or default_chunk(tc.batch_size, config.block_size), tc.steps))
     tokens_dev, n_dev = jnp.asarray(tokens_NxT1), jnp.asarray(n_N)
+    if mesh is not None:  # data parallel: everything replicated, the batch split inside train_chunk
+        params, opt_state, hparams, tokens_dev, n_dev = jax.device_put(
+            (params, opt_state, hparams, tokens_dev, n_dev), NamedSharding(mesh, P())
+        )
     stops = sorted({b for b in boundaries if start_step < b < tc.steps} | {tc.steps})
     all_losses = []
     s = start_step
@@ -174,6 +221,7 @@ def train(
                 optimizer=tc.optimizer,
                 batch_size=tc.batch_size,
                 chunk=chunk,
+                mesh=mesh,
             )
             losses = np.asarray(losses)[: end - s]
             all_losses.append(losses)

@@ -1,0 +1,477 @@
+"""Hyperparameter sweeps: a grid of training runs as one vmapped, jitted program per shape group.
+
+Members whose parameters have the same shapes (same architecture, optimizer and batch size) train together:
+``train.train_chunk`` is vmapped over the params/optimizer-state pytrees and over the hyperparameters
+(lr, b1, b2, eps, num_steps: traced arrays, not constants), and jitted once per shape group. The member axis
+is sharded over every device along the ``members`` mesh axis with ``jax.shard_map``; with one device it is
+plain vmap. Members cannot talk to each other, so a member that diverges (NaN loss) leaves the others as
+they are, and each member's numbers equal a ``train`` run with the same flags and seed.
+
+Members that differ only in their number of steps share the compiled program but run as separate passes
+(each pass has one ``end``): a per-member ``end`` would turn the scan's per-step ``lax.cond`` into a
+select that runs every step of every member, which measured ~1.8x slower per member-step on CPU.
+
+Multi-host: call ``jax.distributed.initialize()`` before ``run_sweep``; the mesh spans ``jax.devices()``
+(every process's devices), inputs are built with ``jax.make_array_from_callback`` and results gathered with
+``multihost_utils.process_allgather``; only process 0 writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from microgpt_jax.config import DEFAULT_LR, GPTConfig, TrainConfig
+from microgpt_jax.errors import UserError
+from microgpt_jax.loss import nll_sum
+from microgpt_jax.models import init_params
+from microgpt_jax.train import hparams_of, init_opt_state, train_chunk
+
+AXIS = "members"
+MODEL_KEYS = ("n_layer", "n_embd", "n_head", "block_size")
+TRAIN_KEYS = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps")
+GRID_KEYS = TRAIN_KEYS + MODEL_KEYS  # the CSV's hyperparameter columns, named like the flags
+
+_TRACES = {"train": 0}  # how many times the group program was traced (= compiled), for tests
+
+
+def trace_count() -> int:
+    """How many sweep training programs have been traced (one per shape group and chunk length)."""
+    return _TRACES["train"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One point of the grid: its position, architecture and training recipe."""
+
+    index: int
+    config: GPTConfig
+    train: TrainConfig
+
+    def hyperparams(self) -> dict[str, Any]:
+        """The member's grid values, keyed like the CLI flags (``lr``, ``seed``, ``init_std``, ...)."""
+        out = {k: getattr(self.train, k) for k in TRAIN_KEYS}
+        out.update({k: getattr(self.config, k) for k in MODEL_KEYS})
+        return out
+
+
+def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> list[Member]:
+    """The cross product of ``grid`` (keys from GRID_KEYS, each a list of values) over the base configs.
+
+    An ``lr`` of None (or no ``lr`` key) means the optimizer's default lr (Adam 0.01, SGD 1.0), as in ``train``.
+    """
+    unknown = set(grid) - set(GRID_KEYS)
+    if unknown:
+        raise UserError(f"unknown sweep keys {sorted(unknown)}: use {', '.join(GRID_KEYS)}")
+    keys = [k for k in GRID_KEYS if k in grid]
+    for k in keys:
+        if len(grid[k]) == 0:
+            raise UserError(f"--{k.replace('_', '-')} needs at least one value")
+    members = []
+    for i, values in enumerate(itertools.product(*(grid[k] for k in keys))):
+        point = dict(zip(keys, values, strict=True))
+        config = dataclasses.replace(base_config, **{k: v for k, v in point.items() if k in MODEL_KEYS})
+        train_values = {k: v for k, v in point.items() if k in TRAIN_KEYS}
+        if train_values.get("lr", "unset") is None or ("lr" not in train_values and "lr" not in grid):
+            train_values["lr"] = DEFAULT_LR[train_values.get("optimizer", base_train.optimizer)]
+        members.append(Member(i, config, dataclasses.replace(base_train, **train_values)))
+    return members
+
+
+def make_mesh(devices: int | None = None) -> Mesh:
+    """A 1-D mesh over the first ``devices`` devices (default all, every host's) with axis ``members``."""
+    all_devices = jax.devices()
+    n = len(all_devices) if devices is None else devices
+    if not 1 <= n <= len(all_devices):
+        raise UserError(f"--devices {n}: this machine has {len(all_devices)} device(s): pick 1..{len(all_devices)}")
+    return Mesh(np.asarray(all_devices[:n]), (AXIS,))
+
+
+def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A (possibly multi-host) global array from the same host value on every process."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of a global array on this host."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+@cache
+def _group_program(config: GPTConfig, optimizer: str, batch_size: int, chunk: int, mesh: Mesh):
+    """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``."""
+    step_chunk = partial(train_chunk, config=config, optimizer=optimizer, batch_size=batch_size, chunk=chunk)
+    vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
+
+    def program(params, opt_state, hparams, tokens_NxT1, n_N, start, end):
+        _TRACES["train"] += 1  # a Python side effect: runs once per trace, i.e. per compile
+        return vmapped(params, opt_state, hparams, tokens_NxT1, n_N, start, end)
+
+    m, r = P(AXIS), P()
+    sharded = jax.shard_map(program, mesh=mesh, in_specs=(m, m, m, r, r, r, r), out_specs=(m, m, m), check_vma=False)
+    return jax.jit(sharded)
+
+
+@cache
+def _eval_program(config: GPTConfig, mesh: Mesh):
+    """Jitted (sum of NLL, token count) per member over one batch of documents.
+
+    Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
+    per sweep, this is the very program ``train.evaluate`` runs, and a vmapped one-hot NLL over a batch of
+    256 documents was miscompiled on CPU (XLA, jax 0.10.2: member i got member i % 8's loss)."""
+
+    def per_device(params, tokens_NxT1, n_N):
+        return jax.lax.map(lambda p: nll_sum(p, tokens_NxT1, n_N, config), params)
+
+    m, r = P(AXIS), P()
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(m, r, r), out_specs=(m, m), check_vma=False))
+
+
+def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype: Any) -> dict[str, np.ndarray]:
+    """Stacked initial params, member i's ``init_params(jax.random.key(seed_i), config, init_std_i, ...)``, made
+    one member at a time exactly as ``train`` makes them (a vmapped init compiles far slower than it runs)."""
+    trees = [init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype) for tc in train_configs]
+    return _stack(trees)
+
+
+@cache
+def _init_opt_program(optimizer: str):
+    return jax.jit(jax.vmap(partial(init_opt_state, optimizer)))
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def _evaluate_members(params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, mesh: Mesh, batch: int):
+    """Held-out mean NLL per member (as ``train.evaluate``: fixed-size padded batches, sums in float64)."""
+    M = jax.tree.leaves(params)[0].shape[0]
+    if len(n_N) == 0:
+        return np.full(M, np.nan)
+    fn, rep = _eval_program(config, mesh), NamedSharding(mesh, P())
+    total, count = np.zeros(M), np.zeros(M)
+    for i in range(0, len(n_N), batch):
+        toks, n = tokens_NxT1[i : i + batch], n_N[i : i + batch]
+        pad = min(batch, len(n_N)) - len(n)
+        if pad:
+            toks = np.concatenate([toks, np.repeat(toks[:1], pad, axis=0)])
+            n = np.concatenate([n, np.zeros(pad, n.dtype)])
+        s, c = fn(params, _put(toks, rep), _put(n, rep))
+        total += _to_host(s).astype(np.float64)
+        count += _to_host(c)
+    return total / count
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: one row per member (hyperparameters and results), per-step losses, optional params."""
+
+    rows: list[dict[str, Any]]
+    losses: list[np.ndarray]
+    params: list[dict[str, np.ndarray]] | None
+
+
+def final_train_loss(losses: np.ndarray) -> float:
+    """The mean loss of the last 10% of steps (at least one)."""
+    k = max(1, len(losses) // 10)
+    return float(np.mean(losses[-k:]))
+
+
+def _groups(members: list[Member]) -> list[list[Member]]:
+    """Members split into passes: same shapes, optimizer, batch size and step count; first-seen order."""
+    groups: dict[tuple, list[Member]] = {}
+    for m in members:
+        key = (m.config, m.train.optimizer, m.train.batch_size, m.train.x64, m.train.init_zero_out, m.train.steps)
+        groups.setdefault(key, []).append(m)
+    return list(groups.values())
+
+
+def run_sweep(
+    members: list[Member],
+    train_docs: Sequence[str],
+    val_docs: Sequence[str],
+    tokenizer: Any,
+    *,
+    mesh: Mesh | None = None,
+    chunk: int = 100,
+    eval_batch: int = 256,
+    keep_params: bool = False,
+    progress: bool = True,
+) -> SweepResult:
+    """Train every member; groups run one after another, each group's members together on ``mesh``.
+
+    Each member starts from ``init_params(jax.random.key(seed), ...)`` exactly as ``microgpt-jax train`` does,
+    so its losses and val_loss equal a ``train`` run with the same flags. Returns rows in member order.
+    """
+    from tqdm import tqdm
+
+    from microgpt_jax.data import encode_docs
+
+    mesh = mesh if mesh is not None else make_mesh()
+    D = mesh.devices.size
+    if members and members[0].config.model != "gpt":
+        raise UserError("sweep trains the gpt model only: drop --model")
+    chunk = max(1, min(chunk, max(m.train.steps for m in members))) if members else chunk
+    encoded: dict[int, tuple] = {}
+    rows: list[dict[str, Any] | None] = [None] * len(members)
+    losses_out: list[np.ndarray | None] = [None] * len(members)
+    params_out: list[Any] = [None] * len(members)
+    groups = _groups(members)
+    for g, group in enumerate(groups):
+        t0 = time.perf_counter()
+        config, tc0 = group[0].config, group[0].train
+        dtype = jnp.float64 if tc0.x64 else jnp.float32
+        bs = config.block_size
+        if bs not in encoded:
+            encoded[bs] = (encode_docs(train_docs, tokenizer, bs), encode_docs(val_docs, tokenizer, bs))
+        (tok_NxT1, n_N), (val_tok, val_n) = encoded[bs]
+        if len(n_N) == 0:
+            raise UserError("no training documents left after the held-out split: lower --val-size")
+        padded = group + [group[0]] * (-len(group) % D)  # fill every device; the copies are dropped
+        params0 = init_members([m.train for m in padded], config, dtype)
+        opt0 = _init_opt_program(tc0.optimizer)(params0)
+        hp0 = [hparams_of(m.train, dtype) for m in padded]
+        shard, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+        put_members = partial(_put, sharding=shard)
+        params = jax.tree.map(put_members, params0)
+        opt_state = jax.tree.map(put_members, opt0)
+        hparams = jax.tree.map(put_members, _stack(hp0))
+        tokens_dev, n_dev = _put(tok_NxT1, rep), _put(n_N, rep)
+        fn = _group_program(config, tc0.optimizer, tc0.batch_size, chunk, mesh)
+        steps = tc0.steps
+        end = jnp.asarray(steps, jnp.int32)
+        chunks = []
+        desc = f"group {g + 1}/{len(groups)}: {len(group)} members, {tc0.optimizer}, {steps} steps"
+        bar = tqdm(total=steps, desc=desc, disable=not progress or jax.process_index() != 0, leave=False)
+        for s in range(0, steps, chunk):
+            params, opt_state, losses = fn(
+                params, opt_state, hparams, tokens_dev, n_dev, jnp.asarray(s, jnp.int32), end
+            )
+            chunks.append(losses)
+            bar.update(min(chunk, steps - s))
+        bar.close()
+        losses_MxS = np.concatenate([_to_host(c) for c in chunks], axis=1)[:, :steps]
+        val_M = _evaluate_members(params, val_tok, val_n, config, mesh, eval_batch)
+        host_params = jax.tree.map(_to_host, params) if keep_params else None
+        seconds = (time.perf_counter() - t0) / len(group)
+        for j, m in enumerate(group):
+            loss_S = losses_MxS[j]
+            diverged = bool(not np.all(np.isfinite(loss_S)) or (len(val_n) > 0 and not np.isfinite(val_M[j])))
+            rows[m.index] = {
+                "id": m.index,
+                **m.hyperparams(),
+                "train_loss": final_train_loss(loss_S),
+                "val_loss": float(val_M[j]),
+                "diverged": diverged,
+                "seconds": seconds,
+                "group": g,
+            }
+            losses_out[m.index] = loss_S
+            if keep_params:
+                params_out[m.index] = {k: v[j] for k, v in host_params.items()}
+    return SweepResult(rows, losses_out, params_out if keep_params else None)
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The member with the lowest val_loss (train_loss without a held-out set) among those that did not diverge."""
+    ok = [r for r in rows if not r["diverged"]]
+    key = "val_loss" if ok and all(math.isfinite(r["val_loss"]) for r in ok) else "train_loss"
+    ok = [r for r in ok if math.isfinite(r[key])]
+    return min(ok, key=lambda r: r[key]) if ok else None
+
+
+def train_command(row: dict[str, Any], data_args: dict[str, Any], out: str = "runs/best") -> str:
+    """The exact ``microgpt-jax train`` command that reproduces one member."""
+    parts = ["microgpt-jax", "train", "--out", out]
+    if data_args.get("data"):
+        parts += ["--data", str(data_args["data"])]
+    if data_args.get("no_shuffle"):
+        parts.append("--no-shuffle")
+    else:
+        parts += ["--shuffle-seed", str(data_args.get("shuffle_seed", 42))]
+    parts += ["--val-size", str(data_args.get("val_size", 1000))]
+    for k in MODEL_KEYS + TRAIN_KEYS:
+        parts += [f"--{k.replace('_', '-')}", repr(row[k]) if isinstance(row[k], float) else str(row[k])]
+    if data_args.get("init_variant") == "early":
+        parts += ["--init-variant", "early"]
+    if data_args.get("x64"):
+        parts.append("--x64")
+    return " ".join(parts)
+
+
+def _json_value(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
+    """``results.csv`` and ``results.json`` (non-finite numbers become null in JSON), written atomically."""
+    from microgpt_jax.io import atomic_write_text
+
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    clean = [{k: _json_value(v) for k, v in r.items()} for r in rows]
+    atomic_write_text(out / "results.json", json.dumps(clean, indent=1) + "\n")
+
+
+def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -> None:
+    """val_loss against lr (log axis), one line per combination of the other varying settings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from microgpt_jax.io import atomic_write_bytes
+
+    others = [k for k in varying if k != "lr"]
+    lines: dict[tuple, list[tuple[float, float]]] = {}
+    for r in rows:
+        lines.setdefault(tuple(r[k] for k in others), []).append((r["lr"], r["val_loss"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in lines.items():
+        pts.sort()
+        xs = [x for x, _ in pts]
+        ys = [y if math.isfinite(y) else np.nan for _, y in pts]
+        text = ", ".join(f"{k}={v}" for k, v in zip(others, label, strict=True)) or "val_loss"
+        ax.plot(xs, ys, marker="o", label=text)
+    ax.set_xscale("log")
+    ax.set_xlabel("lr")
+    ax.set_ylabel("val_loss")
+    ax.set_title("sweep: held-out loss against learning rate (diverged members missing)")
+    if len(lines) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def bench_sweep(members: int = 64, steps: int = 1000, repeats: int = 5, chunk: int = 100) -> float:
+    """sweep_model_steps_per_s: member-steps per second of the microgpt config (Adam, batch 1) after compile,
+    the median of ``repeats`` runs on all devices. Uses synthetic names, so it needs no corpus."""
+    from microgpt_jax.data import Tokenizer, encode_docs
+
+    rng = np.random.default_rng(0)
+    docs = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 9))) for _ in range(2000)]
+    tokenizer = Tokenizer.from_docs(docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    mesh = make_mesh()
+    tok, n = encode_docs(docs, tokenizer, config.block_size)
+    shard, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+    M = members + (-members % mesh.devices.size)
+    tcs = [TrainConfig(seed=i, steps=steps) for i in range(M)]
+    params0 = init_members(tcs, config, jnp.float32)
+    opt0 = jax.tree.map(np.asarray, _init_opt_program("adam")(params0))
+    hp = jax.tree.map(lambda x: _put(x, shard), _stack([hparams_of(tc, jnp.float32) for tc in tcs]))
+    chunk = min(chunk, steps)
+    fn = _group_program(config, "adam", 1, chunk, mesh)
+    tokens_dev, n_dev = _put(tok, rep), _put(n, rep)
+    end = jnp.asarray(steps, jnp.int32)
+
+    def once() -> float:
+        params = jax.tree.map(lambda x: _put(x, shard), params0)
+        opt_state = jax.tree.map(lambda x: _put(x, shard), opt0)
+        t0 = time.perf_counter()
+        for s in range(0, steps, chunk):
+            params, opt_state, losses = fn(params, opt_state, hp, tokens_dev, n_dev, jnp.asarray(s, jnp.int32), end)
+        jax.block_until_ready(losses)
+        return time.perf_counter() - t0
+
+    once()  # compile
+    times = sorted(once() for _ in range(repeats))
+    return members * steps / times[len(times) // 2]
+
+
+def grid_from_args(args: Any, early: bool) -> dict[str, list[Any]]:
+    """The grid named by the sweep flags (each a list); unset ``--lr`` means each optimizer's default."""
+    return {
+        "optimizer": args.optimizer,
+        "lr": args.lr if args.lr else [None],
+        "seed": list(range(args.seeds)) if args.seeds else args.seed,
+        "init_std": args.init_std if args.init_std else [0.02 if early else 0.08],
+        "b1": args.b1,
+        "b2": args.b2,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "n_layer": args.n_layer,
+        "n_embd": args.n_embd,
+        "n_head": args.n_head,
+        "block_size": args.block_size,
+    }
+
+
+def run_cli(args: Any) -> int:
+    """``microgpt-jax sweep``: train the grid, write results.csv/json and sweep.png, print the best member."""
+    from microgpt_jax.cli import load_corpus, prepare_out_dir
+    from microgpt_jax.io import save_params
+
+    train_docs, val_docs, tokenizer, data_path = load_corpus(args)
+    early = args.init_variant == "early"
+    base_config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    base_train = TrainConfig(init_zero_out=early, x64=args.x64)
+    members = grid_members(base_config, base_train, grid_from_args(args, early))
+    mesh = make_mesh(args.devices)
+    lead = jax.process_index() == 0
+    out = prepare_out_dir(args.out) if lead else Path(args.out)
+    n_groups = len({(m.config, m.train.optimizer, m.train.batch_size) for m in members})
+    if lead:
+        print(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
+    t0 = time.perf_counter()
+    result = run_sweep(
+        members, train_docs, val_docs, tokenizer, mesh=mesh, chunk=args.chunk,
+        keep_params=args.save_params, progress=not args.no_progress,
+    )  # fmt: skip
+    if not lead:
+        return 0
+    rows = result.rows
+    write_results(out, rows)
+    varying = [k for k in GRID_KEYS if len({r[k] for r in rows}) > 1]
+    plot_sweep(out / "sweep.png", rows, varying)
+    if args.save_params:
+        for m, p in zip(members, result.params, strict=True):
+            (out / "members" / str(m.index)).mkdir(parents=True, exist_ok=True)
+            save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, tokenizer.uchars)
+    n_bad = sum(r["diverged"] for r in rows)
+    print(f"trained {len(rows)} members in {time.perf_counter() - t0:.1f} s; {n_bad} diverged")
+    best = best_row(rows)
+    if best is None:
+        print("every member diverged: lower --lr")
+    else:
+        settings = ", ".join(f"{k}={best[k]}" for k in varying) or "the only member"
+        print(f"best: member {best['id']} ({settings}): val_loss {best['val_loss']:.4f}, "
+              f"train_loss {best['train_loss']:.4f}")  # fmt: skip
+        data_args = {
+            "data": str(data_path), "no_shuffle": args.no_shuffle, "shuffle_seed": args.shuffle_seed,
+            "val_size": args.val_size, "init_variant": args.init_variant, "x64": args.x64,
+        }  # fmt: skip
+        print("reproduce it with:")
+        print("  " + train_command(best, data_args))
+    extra = ", members/<id>/params.safetensors" if args.save_params else ""
+    print(f"wrote {out}/results.csv, results.json, sweep.png{extra}")
+    return 0

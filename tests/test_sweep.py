@@ -1,0 +1,155 @@
+"""Sweeps: one compile per shape group, members equal to `train`, divergence isolated, outputs, devices."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from microgpt_jax import cli, sweep
+from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.data import Tokenizer, encode_docs
+from microgpt_jax.models import init_params
+from microgpt_jax.train import evaluate, train
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia", "harper", "evelyn"] * 3
+SMALL = {"n_embd": [8], "n_head": [2], "block_size": [8]}
+
+
+def _tokenizer() -> Tokenizer:
+    return Tokenizer.from_docs(DOCS)
+
+
+def test_members_equal_train_one_compile_and_divergence_is_isolated():
+    tok = _tokenizer()
+    base = GPTConfig(vocab_size=tok.vocab_size)
+    grid = {**SMALL, "optimizer": ["sgd"], "lr": [0.3, 1e4], "seed": [0, 7], "steps": [6, 12]}
+    members = sweep.grid_members(base, TrainConfig(batch_size=4), grid)
+    assert len(members) == 8
+    before = sweep.trace_count()
+    res = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, chunk=6, progress=False)
+    assert sweep.trace_count() - before == 1  # 8 members, 2 step counts: one compiled program
+    train_tok, train_n = encode_docs(DOCS[:25], tok, 8)
+    val_tok, val_n = encode_docs(DOCS[25:], tok, 8)
+    for m, row, losses in zip(members, res.rows, res.losses, strict=True):
+        assert row["id"] == m.index and row["lr"] == m.train.lr and row["seed"] == m.train.seed
+        assert len(losses) == m.train.steps
+        if m.train.lr > 1:  # lr 1e4 blows up: flagged, row kept
+            assert row["diverged"] and not np.isfinite(row["train_loss"])
+            continue
+        assert not row["diverged"]
+        params = init_params(jax.random.key(m.train.seed), m.config, m.train.init_std, False, jnp.float32)
+        params, _, ref_losses = train(params, train_tok, train_n, m.config, m.train, chunk=6)
+        np.testing.assert_allclose(losses, ref_losses, atol=1e-5, rtol=0)
+        assert abs(row["val_loss"] - evaluate(params, val_tok, val_n, m.config)) < 1e-5
+        assert row["train_loss"] == pytest.approx(float(np.mean(ref_losses[-1:])), abs=1e-5)  # last 10% of 6 or 12
+
+
+def test_member_evaluation_equals_evaluate_for_many_members():
+    # 16 members of the default width, 256 documents: a vmapped one-hot NLL gave member i member i % 8's loss
+    rng = np.random.default_rng(0)
+    docs = ["".join(rng.choice(list("abcdefgh"), rng.integers(2, 7))) for _ in range(256)]
+    tok = Tokenizer.from_docs(docs)
+    config = GPTConfig(vocab_size=tok.vocab_size)
+    tcs = [TrainConfig(seed=i % 8, init_std=0.08 * (1 + i // 8)) for i in range(16)]
+    params = sweep.init_members(tcs, config, jnp.float32)
+    tokens, n = encode_docs(docs, tok, config.block_size)
+    got = sweep._evaluate_members(params, tokens, n, config, sweep.make_mesh(1), 256)
+    want = [evaluate({k: v[i] for k, v in params.items()}, tokens, n, config) for i in range(16)]
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert abs(want[8] - want[0]) > 0.01
+
+
+def test_cli_sweep_two_shape_groups_writes_results(tmp_path, tiny_corpus, capsys):
+    out = tmp_path / "sw"
+    before = sweep.trace_count()
+    argv = ["sweep", "--out", str(out), "--data", str(tiny_corpus), "--val-size", "10", "--steps", "5",
+            "--lr", "0.01,0.05", "--seeds", "1", "--optimizer", "sgd", "--n-embd", "8,12", "--n-head", "2",
+            "--block-size", "8", "--chunk", "5", "--save-params", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert sweep.trace_count() - before == 2  # two widths: one compile each, not one per member
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 4
+    for col in ("lr", "seed", "init_std", "b1", "b2", "optimizer", "batch_size", "steps", "n_embd", "n_layer",
+                "n_head", "block_size", "train_loss", "val_loss", "diverged", "seconds"):  # fmt: skip
+        assert col in rows[0]
+    assert {r["n_embd"] for r in rows} == {"8", "12"} and {r["seed"] for r in rows} == {"0"}
+    data = json.loads((out / "results.json").read_text())
+    assert [r["id"] for r in data] == list(range(4))
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((out / "members").glob("*/params.safetensors"))) == 4
+    printed = capsys.readouterr().out
+    best = min(data, key=lambda r: r["val_loss"])
+    assert f"best: member {best['id']}" in printed
+    command = next(line.strip() for line in printed.splitlines() if line.strip().startswith("microgpt-jax train"))
+    assert f"--lr {best['lr']!r}" in command and f"--seed {best['seed']}" in command
+    assert f"--n-embd {best['n_embd']}" in command and "--steps 5" in command
+
+    # the printed command parses as train's flags naming exactly this member (test 1 shows train equals it)
+    args = cli.build_parser().parse_args(command.split()[1:])
+    assert args.command == "train" and args.data == str(tiny_corpus) and args.val_size == 10
+    for key in sweep.GRID_KEYS:
+        assert getattr(args, key) == best[key], key
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--n-embd", "10", "--n-head", "4"], "divisible"),
+        (["--lr", "0.1,,0.2"], "comma-separated"),
+        (["--optimizer", "adam,lion"], "lion"),
+        (["--b1", "0.9,1.5"], "b1"),
+    ],
+)
+def test_cli_sweep_bad_flags_are_one_line_errors(tmp_path, tiny_corpus, capsys, flags, message):
+    try:
+        code = cli.main(["sweep", "--out", str(tmp_path / "x"), "--data", str(tiny_corpus), "--val-size", "10", *flags])
+    except SystemExit as e:  # argparse's errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x" / "results.csv").exists()
+
+
+def test_four_devices_equal_one_device(tmp_path):
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import jax
+        from microgpt_jax import sweep
+        from microgpt_jax.config import GPTConfig, TrainConfig
+        from microgpt_jax.data import Tokenizer
+        assert len(jax.devices()) == 4
+        docs = json.loads(sys.argv[1])
+        tok = Tokenizer.from_docs(docs)
+        grid = json.loads(sys.argv[2])
+        members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), grid)
+        res = sweep.run_sweep(members, docs[:25], docs[25:], tok, mesh=sweep.make_mesh(4), chunk=6, progress=False)
+        print(json.dumps({"rows": res.rows, "losses": [x.tolist() for x in res.losses]}))
+        """
+    )
+    grid = {**SMALL, "optimizer": ["sgd"], "lr": [0.1, 0.3, 1.0], "steps": [6]}  # 3 members padded to 4
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    argv = [sys.executable, "-c", script, json.dumps(DOCS), json.dumps(grid)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    four = json.loads(proc.stdout)
+    tok = _tokenizer()
+    members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), grid)
+    one = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, mesh=sweep.make_mesh(1), chunk=6, progress=False)
+    assert len(four["rows"]) == 3 and len({r["val_loss"] for r in four["rows"]}) == 3
+    for a, b in zip(four["rows"], one.rows, strict=True):
+        assert a["lr"] == b["lr"] and abs(a["val_loss"] - b["val_loss"]) < 1e-5
+    for a, b in zip(four["losses"], one.losses, strict=True):
+        np.testing.assert_allclose(np.asarray(a, np.float32), b, atol=1e-5, rtol=0)

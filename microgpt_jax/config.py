@@ -5,10 +5,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from microgpt_jax.errors import UserError
 
 MODELS = ("gpt", "mlp", "bigram")
+
+
+def _from_dict(cls: type, d: dict, what: str) -> Any:
+    """``cls(**d)`` for a config dataclass, naming unknown keys in a UserError."""
+    extra = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if extra:
+        raise UserError(f"unknown {what} config keys {sorted(extra)}")
+    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,7 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
         """Inverse of ``to_dict``; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = set(d) - names
-        if extra:
-            raise UserError(f"unknown model config keys {sorted(extra)}")
-        return cls(**d)
+        return _from_dict(cls, d, "model")
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -104,8 +109,4 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = set(d) - names
-        if extra:
-            raise UserError(f"unknown train config keys {sorted(extra)}")
-        return cls(**d)
+        return _from_dict(cls, d, "train")

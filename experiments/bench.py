@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python experiments/bench.py                 # table, about a minute on a 2-core CPU
+    python experiments/bench.py                 # table, about two minutes on a 2-core CPU
     python experiments/bench.py --json          # one JSON object on stdout (the table goes to stderr)
     python experiments/bench.py --quick --json  # a few seconds: exercises every path (the tests run this)
     python experiments/bench.py --data data/names.txt   # the names corpus instead of synthetic names
@@ -10,17 +10,20 @@ Run from the repository root::
 What is measured (medians of ``--repeats`` timed runs after a warm-up run that compiles):
 
 - ``b1_steps_per_s``: the original recipe (microgpt config, batch 1, Adam) through ``train.train`` with one
-  chunk per 1000 steps; ``b1_steps_per_s_chunk100`` the same with train's default chunk of 100 steps.
+  chunk per 1000 steps; ``b1_steps_per_s_default_chunk`` the same with train's default chunking
+  (``train.default_chunk``: 1000 steps at batch 1 today, so the two should agree up to noise).
   ``b1_compile_s``: trace + compile of that training program (``train_chunk.lower(...).compile()``).
 - ``naive_b1_steps_per_s``: the usual first JAX port, written below: a per-step
   ``jax.jit(jax.value_and_grad(loss_fn))`` and a jitted optax Adam update called from a Python loop that
   slices the batch on the host and reads the loss back every step (as the original prints it). It uses the
   project's ``loss_fn``, so the gap is the training loop, not the model's formulation.
-- ``batched_tokens_per_s``: batch 256, Adam, through ``train.train``; tokens are B * block_size positions
-  computed per step. ``batched_predicted_tokens_per_s`` counts only the predicted (unpadded) positions, the
-  ones the loss averages over. ``naive_batched_tokens_per_s``: the naive loop at batch 256, same count.
+- ``batched_tokens_per_s``: batch 256, Adam, through ``train.train`` (40 steps, one chunk); tokens are
+  B * block_size positions computed per step. ``batched_predicted_tokens_per_s`` counts only the predicted
+  (unpadded) positions, the ones the loss averages over. ``naive_batched_tokens_per_s``: the naive loop at
+  batch 256, same count.
 - ``sample_names_per_s``: ``sample.sample_tokens`` at temperature 0.5, one batch of many names.
-- ``sweep_model_steps_per_s``: member-steps per second of a vmapped sweep (``sweep.bench_sweep``), when
+- ``sweep_model_steps_per_s``: member-steps per second of a vmapped sweep (``sweep.bench_sweep``: 64 members
+  of the batch-1 recipe, 1000 steps each, in chunks of 100 steps; 4 x 20 with ``--quick``), when
   microgpt_jax.sweep provides it.
 - ``peak_rss_mib``: peak resident memory of this process (``resource.getrusage``).
 
@@ -91,9 +94,10 @@ def median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, f
 
 
 def project_train(
-    tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch: int, steps: int, chunk: int
+    tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch: int, steps: int, chunk: int | None
 ) -> Callable[[], None]:
-    """``train.train`` for ``steps`` steps of the default recipe at ``batch``, warmed up (compiled)."""
+    """``train.train`` for ``steps`` steps of the default recipe at ``batch``, warmed up (compiled); ``chunk``
+    None is train's default chunking."""
     tc = TrainConfig(steps=steps, batch_size=batch)
     params = init_params(jax.random.key(tc.seed), config, tc.init_std)
 
@@ -160,7 +164,7 @@ def bench_sweep_model(quick: bool, repeats: int) -> dict[str, float]:
         from microgpt_jax.sweep import bench_sweep
     except ImportError:  # the sweep module is optional: leave the key out
         return {}
-    members, steps = (4, 20) if quick else (16, 200)
+    members, steps = (4, 20) if quick else (64, 1000)
     rate = bench_sweep(members=members, steps=steps, repeats=repeats, chunk=min(100, steps))
     return {"sweep_model_steps_per_s": rate, "sweep_members": members, "sweep_steps": steps}
 
@@ -180,13 +184,13 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     t = median_times(
         {
             "ours": project_train(tokens, n, config, 1, b1_steps, b1_chunk),
-            "chunk100": project_train(tokens, n, config, 1, b1_steps, 100),
+            "default_chunk": project_train(tokens, n, config, 1, b1_steps, None),
             "naive": naive_train(tokens, n, config, 1, b1_naive_steps),
         },
         r,
     )
     out["b1_steps_per_s"] = b1_steps / t["ours"]
-    out["b1_steps_per_s_chunk100"] = b1_steps / t["chunk100"]
+    out["b1_steps_per_s_default_chunk"] = b1_steps / t["default_chunk"]
     out["naive_b1_steps_per_s"] = b1_naive_steps / t["naive"]
 
     rows = np.arange(bb_steps * BATCH) % len(n)
@@ -218,7 +222,7 @@ def table(res: dict[str, Any]) -> str:
     """The results as aligned rows, the project's path next to the naive one."""
     rows = [
         ("batch 1 steps/s (train, chunk 1000)", res["b1_steps_per_s"], res["naive_b1_steps_per_s"]),
-        ("batch 1 steps/s (train, chunk 100)", res["b1_steps_per_s_chunk100"], None),
+        ("batch 1 steps/s (train, default chunk)", res["b1_steps_per_s_default_chunk"], None),
         (f"batch {BATCH} tokens/s (B*block_size)", res["batched_tokens_per_s"], res["naive_batched_tokens_per_s"]),
         (f"batch {BATCH} predicted tokens/s", res["batched_predicted_tokens_per_s"], None),
         (f"sampling names/s (batch {res['sample_batch']})", res["sample_names_per_s"], None),

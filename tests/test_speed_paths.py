@@ -58,6 +58,7 @@ def test_bench_quick_json() -> None:
     res = json.loads(proc.stdout)
     keys = [
         "b1_steps_per_s",
+        "b1_steps_per_s_default_chunk",
         "b1_compile_s",
         "naive_b1_steps_per_s",
         "batched_tokens_per_s",

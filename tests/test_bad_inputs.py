@@ -63,6 +63,7 @@ def train_argv(out: Path, corpus: Path, *extra: str) -> list[str]:
         (["--temperature", "-0.5"], "--temperature: must be a finite number > 0"),
         (["--num-samples", "0"], "--num-samples: must be >= 1"),
         (["--ckpt-every", "0"], "--ckpt-every: must be >= 1"),
+        (["--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
     ],
 )
 def test_bad_train_flags(tmp_path: Path, good, capsys, extra: list[str], match: str) -> None:

@@ -48,32 +48,3 @@ def test_init_from_run_params_is_checked(trained_run, tiny_corpus, tmp_path, cap
     assert main([*args, "--init", str(out / "params.safetensors"), "--n-embd", "8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'wte' has shape" in err and "(" in err
-
-
-@pytest.mark.parametrize(
-    "flags, match",
-    [
-        (["--n-embd", "10", "--n-head", "4"], "divisible"),
-        (["--block-size", "1"], "block_size"),
-        (["--steps", "0"], "--steps"),
-        (["--lr", "-1"], "--lr"),
-        (["--lr", "nan"], "--lr"),
-        (["--optimizer", "rmsprop"], "--optimizer"),
-        (["--temperature", "0"], "--temperature"),
-    ],
-)
-def test_bad_flags_are_one_line(flags, match, tiny_corpus, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        code = main(["train", "--out", str(tmp_path / "r"), "--data", str(tiny_corpus), "--val-size", "5", *flags])
-        raise SystemExit(code)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and match in err
-
-
-def test_bad_data_file(tmp_path, capsys):
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"emma\n\xff\n")
-    assert main(["train", "--out", str(tmp_path / "r"), "--data", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "line 2 is not valid UTF-8" in err and err.count("\n") == 1

@@ -41,7 +41,7 @@ from microgpt_jax.config import DEFAULT_LR, GPTConfig, TrainConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.loss import nll_sum
 from microgpt_jax.models import init_params
-from microgpt_jax.train import hparams_of, init_opt_state, train_chunk
+from microgpt_jax.train import hparams_of, init_opt_state, padded_batches, train_chunk
 
 AXIS = "members"
 MODEL_KEYS = ("n_layer", "n_embd", "n_head", "block_size")
@@ -74,7 +74,7 @@ class Member:
 def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> list[Member]:
     """The cross product of ``grid`` (keys from GRID_KEYS, each a list of values) over the base configs.
 
-    An ``lr`` of None (or no ``lr`` key) means the optimizer's default lr (Adam 0.01, SGD 1.0), as in ``train``.
+    An ``lr`` of None (or no ``lr`` key) means the optimizer's default lr (``config.DEFAULT_LR``), as in ``train``.
     """
     unknown = set(grid) - set(GRID_KEYS)
     if unknown:
@@ -138,8 +138,8 @@ def _eval_program(config: GPTConfig, mesh: Mesh):
     """Jitted (sum of NLL, token count) per member over one batch of documents.
 
     Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
-    per sweep, this is the very program ``train.evaluate`` runs, and a vmapped one-hot NLL over a batch of
-    256 documents was miscompiled on CPU (XLA, jax 0.10.2: member i got member i % 8's loss)."""
+    per sweep and this is the very program ``train.evaluate`` runs. (An earlier one-hot form of the NLL was
+    miscompiled under vmap on CPU, XLA in jax 0.10.2; loss.py now selects the target instead.)"""
 
     def per_device(params, tokens_NxT1, n_N):
         return jax.lax.map(lambda p: nll_sum(p, tokens_NxT1, n_N, config), params)
@@ -171,12 +171,7 @@ def _evaluate_members(params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: 
         return np.full(M, np.nan)
     fn, rep = _eval_program(config, mesh), NamedSharding(mesh, P())
     total, count = np.zeros(M), np.zeros(M)
-    for i in range(0, len(n_N), batch):
-        toks, n = tokens_NxT1[i : i + batch], n_N[i : i + batch]
-        pad = min(batch, len(n_N)) - len(n)
-        if pad:
-            toks = np.concatenate([toks, np.repeat(toks[:1], pad, axis=0)])
-            n = np.concatenate([n, np.zeros(pad, n.dtype)])
+    for toks, n in padded_batches(tokens_NxT1, n_N, batch):
         s, c = fn(params, _put(toks, rep), _put(n, rep))
         total += _to_host(s).astype(np.float64)
         count += _to_host(c)

@@ -9,7 +9,7 @@ values and a sweep can vmap over them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -135,17 +135,24 @@ def _eval_sums(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array, config: G
     return nll_sum(params, tokens_NxT1, n_N, config)
 
 
+def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Documents in batches of ``batch``, the last padded to the first's shape (one compile) with rows that
+    predict nothing (n = 0)."""
+    for i in range(0, len(n_N), batch):
+        toks, n = tokens_NxT1[i : i + batch], n_N[i : i + batch]
+        pad = min(batch, len(n_N)) - len(n)
+        if pad:
+            toks = np.concatenate([toks, np.repeat(toks[:1], pad, axis=0)])
+            n = np.concatenate([n, np.zeros(pad, n.dtype)])
+        yield toks, n
+
+
 def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, batch: int = 1024) -> float:
     """Mean NLL per predicted token over documents (the held-out val_loss), in fixed-size padded batches."""
     if len(n_N) == 0:
         return float("nan")
     total, count = 0.0, 0
-    for i in range(0, len(n_N), batch):
-        toks, n = tokens_NxT1[i : i + batch], n_N[i : i + batch]
-        pad = min(batch, len(n_N)) - len(n)  # pad the last batch to the first's shape: one compile
-        if pad:
-            toks = np.concatenate([toks, np.repeat(toks[:1], pad, axis=0)])
-            n = np.concatenate([n, np.zeros(pad, n.dtype)])
+    for toks, n in padded_batches(tokens_NxT1, n_N, batch):
         s, c = _eval_sums(params, jnp.asarray(toks), jnp.asarray(n), config)
         total += float(s)
         count += int(c)

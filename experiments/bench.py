@@ -22,10 +22,16 @@ What is measured (medians of ``--repeats`` timed runs after a warm-up run that c
   (unpadded) positions, the ones the loss averages over. ``naive_batched_tokens_per_s``: the naive loop at
   batch 256, same count.
 - ``sample_names_per_s``: ``sample.sample_tokens`` at temperature 0.5, one batch of many names.
+- ``batched_dp_tokens_per_s``: the same batch-256 training data-parallel over every device (on a CPU, one
+  per core: ``microgpt-jax train --batch-size 256 --devices N``); present when there is more than one device.
 - ``sweep_model_steps_per_s``: member-steps per second of a vmapped sweep (``sweep.bench_sweep``: 64 members
-  of the batch-1 recipe, 1000 steps each, in chunks of 100 steps; 4 x 20 with ``--quick``), when
-  microgpt_jax.sweep provides it.
+  of the batch-1 recipe, 1000 steps each, in chunks of 100 steps; 4 x 20 with ``--quick``), members sharded
+  over every device as ``microgpt-jax sweep`` runs them; ``sweep_model_steps_per_s_1device`` on one device.
 - ``peak_rss_mib``: peak resident memory of this process (``resource.getrusage``).
+
+Devices: like the ``microgpt-jax`` program, the benchmark gives JAX's CPU backend one device per core
+(``train.set_cpu_devices``); everything but the data-parallel and sweep figures runs on one device, as
+``train`` does by default.
 
 Data: synthetic names (random lowercase strings of 3-9 letters, fixed seed) unless ``--data PATH`` or
 $MICROGPT_JAX_DATA names a corpus. Timings on a shared machine vary; compare figures from one run.
@@ -55,7 +61,7 @@ from microgpt_jax.loss import loss_fn
 from microgpt_jax.model import init_params
 from microgpt_jax.optim import linear_decay
 from microgpt_jax.sample import sample_tokens
-from microgpt_jax.train import hparams_of, init_opt_state, train, train_chunk
+from microgpt_jax.train import data_mesh, hparams_of, init_opt_state, set_cpu_devices, train, train_chunk
 
 BATCH = 256
 
@@ -94,15 +100,22 @@ def median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, f
 
 
 def project_train(
-    tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch: int, steps: int, chunk: int | None
+    tokens: np.ndarray,
+    n: np.ndarray,
+    config: GPTConfig,
+    batch: int,
+    steps: int,
+    chunk: int | None,
+    devices: int = 1,
 ) -> Callable[[], None]:
     """``train.train`` for ``steps`` steps of the default recipe at ``batch``, warmed up (compiled); ``chunk``
-    None is train's default chunking."""
+    None is train's default chunking; ``devices`` > 1 splits each batch over that many devices."""
     tc = TrainConfig(steps=steps, batch_size=batch)
     params = init_params(jax.random.key(tc.seed), config, tc.init_std)
+    mesh = data_mesh(devices, batch)
 
     def run() -> None:
-        p, _, _ = train(params, tokens, n, config, tc, chunk=chunk)
+        p, _, _ = train(params, tokens, n, config, tc, chunk=chunk, mesh=mesh)
         jax.block_until_ready(p)
 
     run()
@@ -159,14 +172,15 @@ def bench_sample(params: dict[str, jax.Array], config: GPTConfig, num: int, repe
 
 
 def bench_sweep_model(quick: bool, repeats: int) -> dict[str, float]:
-    """sweep_model_steps_per_s from microgpt_jax.sweep.bench_sweep, if that exists (else nothing)."""
-    try:
-        from microgpt_jax.sweep import bench_sweep
-    except ImportError:  # the sweep module is optional: leave the key out
-        return {}
+    """sweep_model_steps_per_s (members sharded over every device, as ``microgpt-jax sweep`` runs them) and
+    sweep_model_steps_per_s_1device, from microgpt_jax.sweep.bench_sweep."""
+    from microgpt_jax.sweep import bench_sweep
+
     members, steps = (4, 20) if quick else (64, 1000)
-    rate = bench_sweep(members=members, steps=steps, repeats=repeats, chunk=min(100, steps))
-    return {"sweep_model_steps_per_s": rate, "sweep_members": members, "sweep_steps": steps}
+    out: dict[str, float] = {"sweep_members": members, "sweep_steps": steps}
+    for key, devices in (("sweep_model_steps_per_s", None), ("sweep_model_steps_per_s_1device", 1)):
+        out[key] = bench_sweep(members=members, steps=steps, repeats=repeats, chunk=min(100, steps), devices=devices)
+    return out
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
@@ -195,16 +209,18 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = np.arange(bb_steps * BATCH) % len(n)
     predicted_per_step = float(np.minimum(n[rows], block).sum()) / bb_steps
-    t = median_times(
-        {
-            "ours": project_train(tokens, n, config, BATCH, bb_steps, bb_steps),
-            "naive": naive_train(tokens, n, config, BATCH, bb_naive_steps),
-        },
-        r,
-    )
+    fns = {
+        "ours": project_train(tokens, n, config, BATCH, bb_steps, bb_steps),
+        "naive": naive_train(tokens, n, config, BATCH, bb_naive_steps),
+    }
+    if jax.device_count() > 1:
+        fns["dp"] = project_train(tokens, n, config, BATCH, bb_steps, bb_steps, devices=jax.device_count())
+    t = median_times(fns, r)
     out["batched_tokens_per_s"] = bb_steps * BATCH * block / t["ours"]
     out["batched_predicted_tokens_per_s"] = bb_steps * predicted_per_step / t["ours"]
     out["naive_batched_tokens_per_s"] = bb_naive_steps * BATCH * block / t["naive"]
+    if "dp" in t:
+        out["batched_dp_tokens_per_s"] = bb_steps * BATCH * block / t["dp"]
 
     params = init_params(jax.random.key(0), config)
     out["sample_names_per_s"] = bench_sample(params, config, num_samples, r)
@@ -214,6 +230,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     out.update(bench_sweep_model(args.quick, r))
 
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    out["devices"] = jax.device_count()
     out["platform"] = f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__}, {jax.default_backend()}"
     return out
 
@@ -225,12 +242,15 @@ def table(res: dict[str, Any]) -> str:
         ("batch 1 steps/s (train, default chunk)", res["b1_steps_per_s_default_chunk"], None),
         (f"batch {BATCH} tokens/s (B*block_size)", res["batched_tokens_per_s"], res["naive_batched_tokens_per_s"]),
         (f"batch {BATCH} predicted tokens/s", res["batched_predicted_tokens_per_s"], None),
+        (f"batch {BATCH} tokens/s, {res['devices']} devices", res.get("batched_dp_tokens_per_s"), None),
         (f"sampling names/s (batch {res['sample_batch']})", res["sample_names_per_s"], None),
     ]
-    if "sweep_model_steps_per_s" in res:
-        rows.append((f"sweep member-steps/s ({res['sweep_members']} members)", res["sweep_model_steps_per_s"], None))
+    rows.append((f"sweep member-steps/s, {res['devices']} devices", res["sweep_model_steps_per_s"], None))
+    rows.append(("sweep member-steps/s, 1 device", res["sweep_model_steps_per_s_1device"], None))
     lines = [f"{'':44s}{'microgpt_jax':>14s}{'naive':>12s}{'speed-up':>10s}"]
     for name, ours, naive in rows:
+        if ours is None:  # one device: no data-parallel figure
+            continue
         extra = f"{naive:12,.0f}{ours / naive:9.1f}x" if naive else ""
         lines.append(f"{name:44s}{ours:14,.0f}{extra}")
     lines.append(f"{'compile of the batch-1 training program':44s}{res['b1_compile_s']:13.2f}s")
@@ -248,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    set_cpu_devices()  # one CPU device per core, as the microgpt-jax program does; before any JAX computation
     res = run_all(args)
     if args.json:
         print(table(res), file=sys.stderr)

@@ -122,7 +122,12 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=_list_of(_positive_int), default=[1000])
     for flag, default in (("--n-layer", 1), ("--n-embd", 16), ("--n-head", 4), ("--block-size", 16)):
         g.add_argument(flag, type=_list_of(_positive_int), default=[default])
-    p.add_argument("--devices", type=_positive_int, default=None, help="shard members over N devices (default all)")
+    p.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=None,
+        help="shard members over N devices (default all; a CPU has one per core)",
+    )
     p.add_argument("--chunk", type=_positive_int, default=100, help="steps per compiled call (default 100)")
     p.add_argument("--save-params", action="store_true", help="write members/<id>/params.safetensors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=_positive_int, default=None, help="held-out eval every N steps")
     t.add_argument("--num-samples", type=_positive_int, default=20)
     t.add_argument("--temperature", type=_positive_float, default=0.5)
-    t.add_argument("--devices", type=_positive_int, default=None, help="data parallel over N devices (default all)")
+    t.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=None,
+        help="data parallel over N devices (default all GPUs/TPUs; on a CPU, N cores)",
+    )
 
     s = sub.add_parser("sample", help="sample names from a trained run or a parameter file")
     src = s.add_mutually_exclusive_group(required=True)
@@ -235,6 +245,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         explicit = checkpoint.explicit_dests(build_parser(), args.argv) if getattr(args, "argv", None) else set()
         args = checkpoint.resume_args(args, explicit)
     enable_x64(args.x64)
+    if getattr(args, "own_process", False) and args.devices:
+        from microgpt_jax.train import set_cpu_devices
+
+        set_cpu_devices(args.devices)  # data parallel over CPU cores asked for (a no-op for GPU/TPU devices)
 
     from microgpt_jax.data import encode_docs
     from microgpt_jax.io import atomic_write_text
@@ -486,6 +500,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``microgpt-jax sweep``: train a grid of runs, write results.csv/json and sweep.png, print the best."""
     enable_x64(args.x64)
+    if getattr(args, "own_process", False):
+        from microgpt_jax.train import set_cpu_devices
+
+        set_cpu_devices(args.devices)  # members spread over every CPU core (a no-op for GPU/TPU devices)
     from microgpt_jax.sweep import run_cli
 
     return run_cli(args)
@@ -495,9 +513,15 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "export": cmd_export, "swe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, run the subcommand, turn UserError into one line and exit status 2."""
+    """Entry point: parse, run the subcommand, turn UserError into one line and exit status 2.
+
+    Run as the program (``argv`` None: the console script, ``python -m microgpt_jax``), it also owns the process's
+    JAX setup: ``sweep``, and ``train --devices N``, first give the CPU backend a device per core (or N), see
+    ``train.set_cpu_devices``. Called with an ``argv`` list (from Python, from tests) it leaves that to the caller.
+    """
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --resume checks which flags were given
+    args.own_process = argv is None
     try:
         return COMMANDS[args.command](args)
     except UserError as e:

@@ -367,16 +367,18 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
     atomic_write_bytes(path, buf.getvalue())
 
 
-def bench_sweep(members: int = 64, steps: int = 1000, repeats: int = 5, chunk: int = 100) -> float:
+def bench_sweep(
+    members: int = 64, steps: int = 1000, repeats: int = 5, chunk: int = 100, devices: int | None = None
+) -> float:
     """sweep_model_steps_per_s: member-steps per second of the microgpt config (Adam, batch 1) after compile,
-    the median of ``repeats`` runs on all devices. Uses synthetic names, so it needs no corpus."""
+    the median of ``repeats`` runs on ``devices`` devices (default all). Uses synthetic names: no corpus needed."""
     from microgpt_jax.data import Tokenizer, encode_docs
 
     rng = np.random.default_rng(0)
     docs = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 9))) for _ in range(2000)]
     tokenizer = Tokenizer.from_docs(docs)
     config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    mesh = make_mesh()
+    mesh = make_mesh(devices)
     tok, n = encode_docs(docs, tokenizer, config.block_size)
     shard, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
     M = members + (-members % mesh.devices.size)

@@ -9,6 +9,7 @@ values and a sweep can vmap over them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +59,31 @@ def train_step(
 
 
 DATA_AXIS = "data"
+
+
+def usable_cores() -> int:
+    """How many CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_cpu_devices(n: int | None = None) -> bool:
+    """Give JAX's CPU backend ``n`` devices (default: one per usable core), so a mesh can spread work over cores.
+
+    JAX's CPU backend is one device by default, and one device runs one XLA program at a time on (mostly) one
+    thread; with a device per core, a sweep's members or a batch's halves run side by side. Only possible
+    before JAX's backends start (the first JAX computation); returns False and changes nothing if they have
+    started, or if XLA_FLAGS (--xla_force_host_platform_device_count) or $JAX_NUM_CPU_DEVICES already say.
+    On a GPU or TPU machine it only adds CPU devices, which meshes over ``jax.devices()`` do not use."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", n or usable_cores())
+    except RuntimeError:  # backends already initialised: the device count is fixed for this process
+        return False
+    return True
 
 
 def data_mesh(devices: int | None, batch_size: int) -> Mesh | None:

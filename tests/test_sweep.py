@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from microgpt_jax import cli, sweep
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs
 from microgpt_jax.models import init_params
-from microgpt_jax.train import evaluate, train
+from microgpt_jax.train import evaluate, train, usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia", "harper", "evelyn"] * 3
@@ -153,3 +154,17 @@ def test_four_devices_equal_one_device(tmp_path):
         assert a["lr"] == b["lr"] and abs(a["val_loss"] - b["val_loss"]) < 1e-5
     for a, b in zip(four["losses"], one.losses, strict=True):
         np.testing.assert_allclose(np.asarray(a, np.float32), b, atol=1e-5, rtol=0)
+
+
+def test_program_gives_each_cpu_core_a_device(tmp_path, tiny_corpus):
+    """Run as a program, sweep spreads members over one CPU device per core, or --devices N; train --devices N
+    splits the batch over N CPU devices (one device only, before: an error)."""
+    env = {"XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    common = ["--data", str(tiny_corpus), "--val-size", "10", "--steps", "3", "--no-progress"]
+    for flags, devices in (([], usable_cores()), (["--devices", "3"], 3)):
+        proc = run_cli("sweep", "--out", str(tmp_path / f"sw{devices}"), *common, "--seeds", "2", *flags, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"sweep: 2 members, 1 shape group(s), {devices} device(s)" in proc.stdout
+    proc = run_cli("train", "--out", str(tmp_path / "dp"), *common[:-1], "--batch-size", "3", "--devices", "3", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "dp" / "params.safetensors").exists()

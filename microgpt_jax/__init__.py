@@ -11,7 +11,7 @@ from microgpt_jax.loss import loss_fn
 from microgpt_jax.model import gpt, gpt_step, init_kv_cache, init_params, num_params, param_shapes
 from microgpt_jax.optim import adam, sgd
 from microgpt_jax.sample import sample
-from microgpt_jax.train import evaluate, train
+from microgpt_jax.train import evaluate, set_cpu_devices, train
 
 __all__ = [
     "GPTConfig",
@@ -32,6 +32,7 @@ __all__ = [
     "param_shapes",
     "sample",
     "save_params",
+    "set_cpu_devices",
     "sgd",
     "shuffle_docs",
     "split_docs",

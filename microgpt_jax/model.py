@@ -79,6 +79,26 @@ def mlp(params: dict[str, jax.Array], layer: int, x: jax.Array) -> jax.Array:
     return linear(h, params[f"layer{layer}.mlp_fc2"])
 
 
+def attention_scores(q_BxTxHxD: jax.Array, k_BxSxHxD: jax.Array) -> jax.Array:
+    """q . k for every head and every (query t, key s) pair: (B, T, H, D) x (B, S, H, D) -> (B, H, T, S).
+
+    Speed, not maths: the value is the plain einsum's, bit for bit (s_q, plus a zero); what differs is the
+    gradient's route, still all jax.grad. Differentiating the plain einsum gives the keys' gradient as a
+    contraction over the score gradient's non-minor axis, which XLA:CPU runs as a slow generic dot (a quarter
+    of a batch-256 step). So q's gradient flows through s_q and k's through s_k, the same scores computed
+    transposed (B, H, S, T) behind an optimization_barrier: autodiff then transposes the score gradient into
+    a real array and the keys' gradient is an ordinary matmul. Measured on CPU: 1.2x faster training at
+    batch 256, 1.6x at 32; at batch 1, where per-op overhead rules, the extra ops cost ~4%, so it stays plain.
+    """
+    if q_BxTxHxD.shape[0] == 1:
+        return jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxSxHxD)
+    sg = jax.lax.stop_gradient
+    s_q_BxHxTxS = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, sg(k_BxSxHxD))
+    s_k_BxHxSxT = jax.lax.optimization_barrier(jnp.einsum("bshd,bthd->bhst", k_BxSxHxD, sg(q_BxTxHxD)))
+    s_k_BxHxTxS = jnp.swapaxes(s_k_BxHxSxT, -1, -2)
+    return s_q_BxHxTxS + (s_k_BxHxTxS - sg(s_k_BxHxTxS))
+
+
 def gpt(params: dict[str, jax.Array], tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
     """Logits for every position of a batch of causal sequences: (B, T) int tokens -> (B, T, V)."""
     B, T = tokens_BxT.shape
@@ -88,7 +108,7 @@ def gpt(params: dict[str, jax.Array], tokens_BxT: jax.Array, config: GPTConfig) 
     for i in range(config.n_layer):
         qkv_BxTx3C = linear(rmsnorm(x_BxTxC), qkv_weight(params, i))
         q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = (a.reshape(B, T, H, D) for a in jnp.split(qkv_BxTx3C, 3, axis=-1))
-        scores_BxHxTxT = jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxTxHxD) / D**0.5
+        scores_BxHxTxT = attention_scores(q_BxTxHxD, k_BxTxHxD) / D**0.5
         # a position attends to itself and the past only: the original's growing keys list
         scores_BxHxTxT = jnp.where(causal_TxT, scores_BxHxTxT, -jnp.inf)
         weights_BxHxTxT = jax.nn.softmax(scores_BxHxTxT, axis=-1)

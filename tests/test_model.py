@@ -9,7 +9,16 @@ import pytest
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
-from microgpt_jax.model import gpt, gpt_step, init_kv_cache, init_params, num_params, param_shapes, rmsnorm
+from microgpt_jax.model import (
+    attention_scores,
+    gpt,
+    gpt_step,
+    init_kv_cache,
+    init_params,
+    num_params,
+    param_shapes,
+    rmsnorm,
+)
 
 NAMES = ["wte", "wpe", "lm_head"] + [
     f"layer{i}.{n}" for i in range(2) for n in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")
@@ -69,3 +78,24 @@ def test_kv_cache_matches_full_forward():
     for pos in range(6):
         logits_BxV, cache = gpt_step(params, tokens_BxT[:, pos], jnp.asarray(pos), cache, config)
         np.testing.assert_allclose(logits_BxV, full_BxTxV[:, pos], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_attention_scores_value_and_gradient_are_the_plain_einsums(dtype, batch):
+    """The speed formulation of q.k changes neither the scores (bitwise) nor jax.grad's gradients."""
+    with jax.enable_x64(dtype == jnp.float64):
+        kq, kk, kc = jax.random.split(jax.random.key(0), 3)
+        q, k = (jax.random.normal(key, (batch, 5, 2, 4), dtype) for key in (kq, kk))
+        cot = jax.random.normal(kc, (batch, 2, 5, 5), dtype)  # a cotangent that weighs every score differently
+
+        def plain(q, k):
+            return jnp.einsum("bthd,bshd->bhts", q, k)
+
+        np.testing.assert_array_equal(jax.jit(attention_scores)(q, k), jax.jit(plain)(q, k))
+        got = jax.jit(jax.grad(lambda q, k: jnp.sum(cot * attention_scores(q, k)), argnums=(0, 1)))(q, k)
+        want = jax.jit(jax.grad(lambda q, k: jnp.sum(cot * plain(q, k)), argnums=(0, 1)))(q, k)
+        tol = 1e-6 if dtype == jnp.float32 else 1e-14
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol)

@@ -57,6 +57,7 @@ import optax
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import DATA_ENV, Tokenizer, encode_docs, load_docs, shuffle_docs
+from microgpt_jax.errors import exit_status
 from microgpt_jax.loss import loss_fn
 from microgpt_jax.model import init_params
 from microgpt_jax.optim import linear_decay
@@ -279,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from microgpt_jax import sweep  # noqa: E402
 from microgpt_jax.config import GPTConfig, TrainConfig  # noqa: E402
 from microgpt_jax.data import Tokenizer, load_docs, resolve_data_path, shuffle_docs, split_docs  # noqa: E402
+from microgpt_jax.errors import exit_status  # noqa: E402
 from microgpt_jax.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 LRS = {
@@ -179,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

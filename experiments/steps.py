@@ -33,6 +33,7 @@ import numpy as np
 from microgpt_jax.bigram import bigram_params, count_bigrams
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs, load_docs, resolve_data_path, shuffle_docs, split_docs
+from microgpt_jax.errors import exit_status
 from microgpt_jax.io import atomic_write_bytes, atomic_write_text
 from microgpt_jax.model import num_params
 from microgpt_jax.models import init_params
@@ -266,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-samples", type=int, default=8)
     args = p.parse_args(argv)
 
+    data = load_data(args.data, args.val_size)  # a bad corpus stops here, before anything is written
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(args.data, args.val_size)
     runs = quick_runs(RUNS) if args.quick else RUNS
     t0 = time.perf_counter()
     results = [run_one(run, data, seed=42, num_samples=args.num_samples) for run in runs]
@@ -287,4 +288,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -57,3 +57,16 @@ def test_commands_are_the_cli_recipes(steps) -> None:
     for command in commands.values():
         args = build_parser().parse_args(command.split()[1:])
         assert args.command == "train"
+
+
+def test_a_missing_corpus_is_one_line_and_status_2(tmp_path) -> None:
+    """The script, run as a program, reports a bad --data as the CLI does: one line, exit 2, nothing written."""
+    import subprocess
+
+    out = tmp_path / "results"
+    argv = [sys.executable, str(STEPS_PY), "--quick", "--data", str(tmp_path / "missing.txt"), "--out", str(out)]
+    env = {"PYTHONPATH": str(STEPS_PY.parents[1]), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: data file") and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()

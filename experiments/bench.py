@@ -21,7 +21,8 @@ What is measured (medians of ``--repeats`` timed runs after a warm-up run that c
   B * block_size positions computed per step. ``batched_predicted_tokens_per_s`` counts only the predicted
   (unpadded) positions, the ones the loss averages over. ``naive_batched_tokens_per_s``: the naive loop at
   batch 256, same count.
-- ``sample_names_per_s``: ``sample.sample_tokens`` at temperature 0.5, one batch of many names.
+- ``sample_names_per_s``: ``sample.sample_tokens`` at temperature 0.5, one batch of many names, spread over
+  every device (its default); ``sample_names_per_s_1device`` on one device.
 - ``batched_dp_tokens_per_s``: the same batch-256 training data-parallel over every device (on a CPU, one
   per core: ``microgpt-jax train --batch-size 256 --devices N``); present when there is more than one device.
 - ``sweep_model_steps_per_s``: member-steps per second of a vmapped sweep (``sweep.bench_sweep``: 64 members
@@ -29,9 +30,10 @@ What is measured (medians of ``--repeats`` timed runs after a warm-up run that c
   over every device as ``microgpt-jax sweep`` runs them; ``sweep_model_steps_per_s_1device`` on one device.
 - ``peak_rss_mib``: peak resident memory of this process (``resource.getrusage``).
 
-Devices: like the ``microgpt-jax`` program, the benchmark gives JAX's CPU backend one device per core
-(``train.set_cpu_devices``); everything but the data-parallel and sweep figures runs on one device, as
-``train`` does by default.
+Devices: as ``microgpt-jax sweep`` does, the benchmark gives JAX's CPU backend one device per core
+(``train.set_cpu_devices``). Training runs on one device, as ``train`` does by default, except the
+data-parallel figure; sampling and the sweep spread over every device, as they do by default, and each
+has a one-device figure beside it.
 
 Data: synthetic names (random lowercase strings of 3-9 letters, fixed seed) unless ``--data PATH`` or
 $MICROGPT_JAX_DATA names a corpus. Timings on a shared machine vary; compare figures from one run.
@@ -160,16 +162,21 @@ def naive_train(tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch: int
     return run
 
 
-def bench_sample(params: dict[str, jax.Array], config: GPTConfig, num: int, repeats: int) -> float:
-    """Names per second of one batched ``sample_tokens`` call at temperature 0.5."""
+def bench_sample(params: dict[str, jax.Array], config: GPTConfig, num: int, repeats: int) -> dict[str, float]:
+    """Names per second of one batched ``sample_tokens`` call at temperature 0.5: spread over every device
+    (``sample_names_per_s``, what sample_tokens does by default) and on one (``sample_names_per_s_1device``)."""
     temperature = jnp.asarray(0.5, jnp.float32)
     keys = itertools.cycle(jax.random.split(jax.random.key(0), 8))  # fresh draws, same work each call
 
-    def run() -> None:
-        jax.block_until_ready(sample_tokens(params, next(keys), temperature, config=config, num_samples=num))
+    def runner(devices: int | None) -> Callable[[], None]:
+        def run() -> None:
+            tokens = sample_tokens(params, next(keys), temperature, config=config, num_samples=num, devices=devices)
+            jax.block_until_ready(tokens)
 
-    run()
-    return num / median_times({"sample": run}, repeats)["sample"]
+        return run
+
+    t = median_times({"all": runner(None), "one": runner(1)}, repeats)
+    return {"sample_names_per_s": num / t["all"], "sample_names_per_s_1device": num / t["one"]}
 
 
 def bench_sweep_model(quick: bool, repeats: int) -> dict[str, float]:
@@ -224,7 +231,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         out["batched_dp_tokens_per_s"] = bb_steps * BATCH * block / t["dp"]
 
     params = init_params(jax.random.key(0), config)
-    out["sample_names_per_s"] = bench_sample(params, config, num_samples, r)
+    out.update(bench_sample(params, config, num_samples, r))
     out["sample_batch"] = num_samples
 
     # sweep_model_steps_per_s: member-steps/s of a vmapped sweep of the microgpt recipe (microgpt_jax.sweep)
@@ -244,7 +251,8 @@ def table(res: dict[str, Any]) -> str:
         (f"batch {BATCH} tokens/s (B*block_size)", res["batched_tokens_per_s"], res["naive_batched_tokens_per_s"]),
         (f"batch {BATCH} predicted tokens/s", res["batched_predicted_tokens_per_s"], None),
         (f"batch {BATCH} tokens/s, {res['devices']} devices", res.get("batched_dp_tokens_per_s"), None),
-        (f"sampling names/s (batch {res['sample_batch']})", res["sample_names_per_s"], None),
+        (f"sampling names/s ({res['sample_batch']}), {res['devices']} devices", res["sample_names_per_s"], None),
+        ("sampling names/s, 1 device", res["sample_names_per_s_1device"], None),
     ]
     rows.append((f"sweep member-steps/s, {res['devices']} devices", res["sweep_model_steps_per_s"], None))
     rows.append(("sweep member-steps/s, 1 device", res["sweep_model_steps_per_s_1device"], None))

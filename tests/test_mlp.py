@@ -1,8 +1,12 @@
-"""Step 1, the MLP: its shapes and parameter counts, its gradient derived by hand against jax.grad, and the CLI."""
+"""Step 1, the MLP: its shapes and parameter counts, its hand-written gradient checked numerically and against
+jax.grad (alone and over 1000 training steps), and the CLI."""
 
 from __future__ import annotations
 
 import json
+import string
+from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +16,12 @@ import pytest
 from microgpt_jax import model
 from microgpt_jax.cli import main
 from microgpt_jax.config import GPTConfig
+from microgpt_jax.data import Tokenizer, encode_docs
 from microgpt_jax.loss import loss_fn
+from microgpt_jax.mlp import analytic_value_and_grad, format_gradient_check, gradient_check, numerical_gradient
 from microgpt_jax.model import num_params
 from microgpt_jax.models import forward, init_params, param_shapes
+from microgpt_jax.optim import sgd
 
 MLP = GPTConfig(vocab_size=27, model="mlp")
 # three documents of different lengths, [BOS] + doc + [BOS] padded with BOS: the mask matters
@@ -22,6 +29,8 @@ TOKENS_BxT1 = np.array(
     [[26, 3, 0, 17, 8, 0, 26, 26, 26], [26, 10, 26, 26, 26, 26, 26, 26, 26], [26, 4, 4, 1, 9, 13, 2, 14, 26]], np.int32
 )
 N_B = np.array([6, 2, 8], np.int32)
+# the first 1000 training names in the original's order (tests/conftest.py's ref_docs_path)
+DOCS = (Path(__file__).parent / "data" / "reference" / "docs_first1000.txt").read_text().split()
 
 
 def test_param_counts_of_the_progression() -> None:
@@ -54,39 +63,93 @@ def test_mlp_forward_is_the_formula() -> None:
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def hand_grad(params: dict, tokens_BxT1: np.ndarray, n_B: np.ndarray) -> dict:
-    """The gradient of the mean NLL derived by hand, as Step 1 of the progression does, in params' dtype."""
-    wte, fc1, fc2 = params["wte"], params["mlp_fc1"], params["mlp_fc2"]
-    inputs, targets = tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
-    mask_BxT = jnp.arange(inputs.shape[1]) < n_B[:, None]
-    emb_BxTxC = wte[inputs]
-    pre_BxTx4C = emb_BxTxC @ fc1.T
-    hidden_BxTx4C = jax.nn.relu(pre_BxTx4C)
-    logits_BxTxV = hidden_BxTx4C @ fc2.T
-    # d loss / d logits: softmax minus one-hot, over the counted positions, divided by their number
-    dlogits_BxTxV = jax.nn.softmax(logits_BxTxV, axis=-1) - jax.nn.one_hot(targets, wte.shape[0], dtype=wte.dtype)
-    dlogits_BxTxV = jnp.where(mask_BxT[..., None], dlogits_BxTxV, 0) / jnp.sum(mask_BxT)
-    dfc2 = jnp.einsum("btv,bth->vh", dlogits_BxTxV, hidden_BxTx4C)
-    dpre_BxTx4C = (dlogits_BxTxV @ fc2) * (pre_BxTx4C > 0)  # through fc2, then the relu mask
-    dfc1 = jnp.einsum("bth,btc->hc", dpre_BxTx4C, emb_BxTxC)
-    demb_BxTxC = dpre_BxTx4C @ fc1
-    dwte = jnp.zeros_like(wte).at[inputs].add(demb_BxTxC)  # each position's row of the embedding
-    return {"wte": dwte, "mlp_fc1": dfc1, "mlp_fc2": dfc2}
+def yuheng_x64() -> tuple[dict, jax.Array, jax.Array]:
+    """The guide's check: params of key 42 in float64 and the first training name, "yuheng", as one row.
+    Call under ``jax.enable_x64(True)``."""
+    params = init_params(jax.random.key(42), MLP, dtype=jnp.float64)
+    tokens = [26, *(string.ascii_lowercase.index(c) for c in DOCS[0]), 26]
+    return params, jnp.array([tokens], jnp.int32), jnp.array([len(tokens) - 1], jnp.int32)
+
+
+def test_gradient_check_on_the_first_name() -> None:
+    assert DOCS[0] == "yuheng"
+    with jax.enable_x64(True):
+        params, tokens, n = yuheng_x64()
+        result = gradient_check(params, tokens, n)
+    line = format_gradient_check(result)
+    print(line, f"(max diff {result['max_diff']:.3e}, vs jax.grad {result['max_diff_jax_grad']:.3e})")
+    assert result["loss_n"] == pytest.approx(result["loss_a"], abs=1e-12)
+    assert abs(result["loss_a"] - np.log(27)) < 0.05  # near uniform at init
+    assert result["max_diff"] <= 1e-4  # forward difference, eps 1e-5: ~2e-9 seen
+    assert result["max_diff_jax_grad"] <= 1e-12
+    # the guide's line (losses to 6 places, the difference to 8), then the jax.grad figure in the same style
+    assert line == (
+        "gradient check | loss_n 3.298234 | loss_a 3.298234 | max diff 0.00000000 | max diff vs jax.grad 0.00000000"
+    )
+
+
+def test_numerical_gradient_is_the_forward_difference() -> None:
+    def loss_of_params(p: dict) -> jax.Array:
+        return jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 3)
+
+    with jax.enable_x64(True):
+        params = {"a": jnp.array([[1.0, -2.0]]), "b": jnp.array([[3.0], [0.5]])}
+        got = jax.jit(numerical_gradient, static_argnums=0)(loss_of_params, params)
+        got, params = jax.tree.map(np.asarray, (got, params))
+    assert {k: (v.shape, v.dtype) for k, v in got.items()} == {"a": ((1, 2), np.float64), "b": ((2, 1), np.float64)}
+    eps = 1e-5  # ((x + eps)^k - x^k) / eps, exactly
+    np.testing.assert_allclose(got["a"], 2 * params["a"] + eps, atol=1e-9)
+    np.testing.assert_allclose(got["b"], 3 * params["b"] ** 2 + 3 * params["b"] * eps + eps**2, atol=1e-8)
 
 
 @pytest.mark.parametrize(("x64", "tol"), [(False, 1e-6), (True, 1e-12)])
-def test_hand_gradient_equals_jax_grad(x64: bool, tol: float) -> None:
+def test_analytic_gradient_equals_jax_grad_batched(x64: bool, tol: float) -> None:
     with jax.enable_x64(x64):
         dtype = jnp.float64 if x64 else jnp.float32
         params = init_params(jax.random.key(7), MLP, dtype=dtype)
         tokens, n = jnp.asarray(TOKENS_BxT1), jnp.asarray(N_B)
-        auto = jax.jit(jax.grad(loss_fn), static_argnums=3)(params, tokens, n, MLP)
-        hand = jax.jit(hand_grad)(params, tokens, n)
-        assert auto["wte"].dtype == dtype
+        loss_auto, auto = jax.jit(jax.value_and_grad(loss_fn), static_argnums=3)(params, tokens, n, MLP)
+        loss_hand, hand = jax.jit(analytic_value_and_grad)(params, tokens, n)
+        assert hand["wte"].dtype == dtype and loss_hand.dtype == dtype
+        assert abs(float(loss_hand - loss_auto)) <= tol
         for name in params:
+            assert hand[name].shape == params[name].shape
             assert float(jnp.max(jnp.abs(auto[name] - hand[name]))) <= tol, name
         # the gradient is not trivially zero: every matrix gets a real signal
         assert all(float(jnp.max(jnp.abs(hand[name]))) > 1e-3 for name in params)
+
+
+def train_losses(value_and_grad, params: dict, tokens_NxT1: jax.Array, n_N: jax.Array, steps: int) -> jax.Array:
+    """Step 1's loop: SGD, lr 1.0 decaying linearly, one document per step, ``docs[step % N]``."""
+    opt = sgd(1.0, steps)
+
+    def step(carry, s):
+        params, opt_state = carry
+        i = s % tokens_NxT1.shape[0]
+        loss, grads = value_and_grad(params, tokens_NxT1[i][None], n_N[i][None])
+        return opt.update(grads, opt_state, params), loss
+
+    _, losses = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))
+    return losses
+
+
+def test_training_with_the_analytic_gradient_is_training_with_jax_grad() -> None:
+    steps = 1000
+    tok = Tokenizer.from_docs(DOCS)
+    assert tok.uchars == string.ascii_lowercase
+    # the guide's n = len(tokens) - 1, uncapped: block_size longer than every name
+    tokens_NxT1, n_N = encode_docs(DOCS, tok, block_size=max(map(len, DOCS)) + 1)
+    with jax.enable_x64(True):
+        params = init_params(jax.random.key(42), MLP, dtype=jnp.float64)
+        run = jax.jit(train_losses, static_argnums=(0, 4))
+        hand = run(analytic_value_and_grad, params, tokens_NxT1, n_N, steps)
+        auto = run(partial(jax.value_and_grad(loss_fn), config=MLP), params, tokens_NxT1, n_N, steps)
+    hand, auto = np.asarray(hand), np.asarray(auto)
+    diff = float(np.max(np.abs(hand - auto)))
+    print(f"{steps} steps: max |loss_analytic - loss_jax_grad| = {diff:.3e}, last losses {hand[-1]:.6f} {auto[-1]:.6f}")
+    assert hand.shape == (steps,) and hand.dtype == np.float64
+    assert diff <= 1e-10
+    assert hand[-100:].mean() < hand[:100].mean()  # it learns
 
 
 def test_train_mlp_cli_writes_a_run_and_samples(tiny_corpus, tmp_path, capsys) -> None:

@@ -1,14 +1,18 @@
-"""Step 0, the bigram: counting, add-k smoothing, its loss and sampling through the shared code, and the CLI."""
+"""Step 0, the bigram: counting, add-k smoothing, the guide's online counting loop, its loss and sampling through
+the shared code, and the CLI."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
+import string
 
+import jax
 import numpy as np
 import pytest
 
-from microgpt_jax.bigram import bigram_params, count_bigrams
+from microgpt_jax.bigram import bigram_params, count_bigrams, online_bigram
 from microgpt_jax.cli import main
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer, encode_docs
@@ -48,6 +52,54 @@ def test_smoothed_rows_and_held_out_nll(k: float) -> None:
     config = GPTConfig(vocab_size=TOK.vocab_size, model="bigram")
     want = -np.sum(counts * np.log(probs)) / counts.sum()
     assert abs(evaluate(params, tokens, n, config) - want) < 1e-5
+
+
+def guide_online_counting(docs: list[str], uchars: str, steps: int) -> tuple[list[float], dict]:
+    """Step 0's loop in plain Python: score docs[step % N] under add-one smoothed counts, then count it."""
+    bos, vocab_size = len(uchars), len(uchars) + 1
+    counts: dict[tuple[int, int], int] = {}
+    losses = []
+    for step in range(steps):
+        tokens = [bos, *(uchars.index(ch) for ch in docs[step % len(docs)]), bos]
+        pairs = list(itertools.pairwise(tokens))  # n = len(tokens) - 1 pairs, no cap
+        nll = 0.0
+        for i, j in pairs:
+            total = sum(counts.get((i, k), 0) for k in range(vocab_size)) + vocab_size
+            nll -= math.log((counts.get((i, j), 0) + 1) / total)
+        losses.append(nll / len(pairs))
+        for pair in pairs:
+            counts[pair] = counts.get(pair, 0) + 1
+    return losses, counts
+
+
+@pytest.mark.parametrize(("x64", "tol"), [(True, 1e-12), (False, 1e-5)])
+def test_online_counting_is_the_guides_loop(ref_docs_path, x64: bool, tol: float) -> None:
+    docs = ref_docs_path.read_text().split()
+    tok = Tokenizer.from_docs(docs)
+    assert tok.uchars == string.ascii_lowercase and tok.bos == 26
+    tokens, n = encode_docs(docs, tok, block_size=16)  # names are at most 15 letters: no document is cut
+    assert n.tolist() == [len(doc) + 1 for doc in docs]
+    want_losses, want_counts = guide_online_counting(docs, tok.uchars, 1000)
+    with jax.enable_x64(x64):
+        losses, counts = online_bigram(tokens, n, tok.vocab_size, 1000)
+        losses, counts = np.asarray(losses), np.asarray(counts)
+    assert losses.dtype == (np.float64 if x64 else np.float32) and np.issubdtype(counts.dtype, np.integer)
+    print(f"x64={x64}: max |online_bigram - plain Python| = {np.max(np.abs(losses - want_losses)):.3e}")
+    np.testing.assert_allclose(losses, want_losses, rtol=0, atol=tol)
+    assert losses[0] == pytest.approx(math.log(27))  # nothing counted yet: uniform
+    # 1000 steps over 1000 documents count each once: the batch count of the same documents
+    np.testing.assert_array_equal(counts, count_bigrams(tokens, n, tok.vocab_size))
+    assert {(i, j): c for (i, j), c in np.ndenumerate(counts) if c} == want_counts
+
+
+def test_online_counting_wraps_around_the_documents() -> None:
+    tokens, n = encode_docs(DOCS, TOK, block_size=16)
+    losses, counts = online_bigram(tokens, n, TOK.vocab_size, 7)  # abba b ca abba b ca abba
+    want_losses, _ = guide_online_counting(DOCS, TOK.uchars, 7)
+    np.testing.assert_allclose(np.asarray(losses), want_losses, atol=1e-5)
+    once = count_bigrams(tokens, n, TOK.vocab_size)
+    np.testing.assert_array_equal(counts, 2 * once + count_bigrams(tokens[:1], n[:1], TOK.vocab_size))
+    assert losses[3] < losses[0]  # "abba" again, now predicted from its own earlier counts
 
 
 def test_smoothing_must_be_positive() -> None:

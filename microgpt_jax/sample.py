@@ -18,22 +18,105 @@ from microgpt_jax.models import forward_step, init_cache
 from microgpt_jax.xla_options import YNN_OFF, jit_with_cpu_options
 
 
-def draw(logits_NxV: jax.Array, u_N: jax.Array) -> jax.Array:
-    """A token per row from softmax(logits) by inverting the CDF at ``u_N`` (uniform in [0, 1)), as the
-    original's random.choices(weights=probs) does: the first token whose cumulative weight exceeds u * total.
-    One uniform per draw, where Gumbel-max (jax.random.categorical) needs one per token: ~V times less RNG,
-    which dominated sampling time on CPU."""
-    w_NxV = jnp.exp(logits_NxV - jnp.max(logits_NxV, axis=-1, keepdims=True))
+def check_filters(top_k: int, top_p: float, vocab_size: int) -> tuple[int, float]:
+    """Validated ``(top_k, top_p)`` for a vocabulary of ``vocab_size`` tokens, a UserError otherwise: top_k a
+    whole number >= 0 (0 = off), top_p a number in (0, 1] (1 = off). A top_k >= vocab_size keeps every token,
+    so it becomes 0 (as in the book, which filters only when k < vocab size): off is one compiled program."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+        raise UserError(f"top-k must be a whole number >= 0 (0 = off), got {top_k!r}")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.integer, np.floating)) or not 0 < top_p <= 1:
+        raise UserError(f"top-p must be a number > 0 and <= 1 (1 = off), got {top_p!r}")
+    top_k, top_p = int(top_k), float(top_p)
+    return (0 if top_k >= vocab_size else top_k), top_p
+
+
+def _cdf(w_NxV: jax.Array) -> jax.Array:
+    """Cumulative sums of the weights along the vocabulary, as a matmul with a triangle of ones (faster than
+    cumsum on CPU)."""
     V = w_NxV.shape[-1]
-    cdf_NxV = w_NxV @ jnp.triu(jnp.ones((V, V), w_NxV.dtype))  # cumsum as a matmul: faster on CPU
+    return w_NxV @ jnp.triu(jnp.ones((V, V), w_NxV.dtype))
+
+
+def _invert_cdf(s_NxV: jax.Array, u_N: jax.Array) -> jax.Array:
+    """A token per row from softmax(s): the first whose cumulative weight exceeds u * total (no filters)."""
+    w_NxV = jnp.exp(s_NxV - jnp.max(s_NxV, axis=-1, keepdims=True))
+    V = w_NxV.shape[-1]
+    cdf_NxV = _cdf(w_NxV)
     nxt_N = jnp.sum(cdf_NxV <= u_N[:, None] * cdf_NxV[:, -1:], axis=-1)
     return jnp.minimum(nxt_N, V - 1).astype(jnp.int32)  # u * total < total; belt and braces
 
 
-def _sample_scan(
-    params: dict[str, jax.Array], u_SxN: jax.Array, temperature: jax.Array, *, config: GPTConfig
+def _top_p_keep(s_NxV: jax.Array, w_NxV: jax.Array, top_p: float) -> jax.Array:
+    """The nucleus of each row: walking the tokens from the highest score down (ties: lower id first), keep
+    each while the probability of the tokens before it is <= top_p, so the token that crosses top_p is kept and
+    so is the top token always. Probabilities are w / sum(w): those of the tokens top-k left."""
+    order_NxV = jnp.argsort(-jnp.where(w_NxV > 0, s_NxV, -jnp.inf), axis=-1, stable=True)
+    p_sorted_NxV = jnp.take_along_axis(w_NxV, order_NxV, axis=-1) / jnp.sum(w_NxV, axis=-1, keepdims=True)
+    before_NxV = jnp.concatenate(
+        [jnp.zeros_like(p_sorted_NxV[:, :1]), jnp.cumsum(p_sorted_NxV[:, :-1], axis=-1)], axis=-1
+    )
+    n_keep_N = jnp.sum(before_NxV <= top_p, axis=-1)  # a prefix of the order: before only grows
+    rank_NxV = jnp.argsort(order_NxV, axis=-1)  # each token's place in the order
+    return rank_NxV < n_keep_N[:, None]
+
+
+def _draw_filtered(s_NxV: jax.Array, u_N: jax.Array, top_k: int, top_p: float) -> jax.Array:
+    """A token per row from softmax(s) cut by top-k then top-p and renormalised, by inverting the CDF."""
+    w_NxV = jnp.exp(s_NxV - jnp.max(s_NxV, axis=-1, keepdims=True))
+    if top_k:  # every token scoring at least the k-th highest (ties at the cut all stay)
+        kth_N = jax.lax.top_k(s_NxV, top_k)[0][:, -1]
+        w_NxV = jnp.where(s_NxV >= kth_N[:, None], w_NxV, 0)
+    if top_p < 1:
+        w_NxV = jnp.where(_top_p_keep(s_NxV, w_NxV, top_p), w_NxV, 0)
+    cdf_NxV = _cdf(w_NxV)
+    # the first kept token whose cumulative weight exceeds u * total; asking for w > 0 means a cut token can
+    # never be drawn, even where rounding makes the CDF step at one
+    hit_NxV = (w_NxV > 0) & (cdf_NxV > u_N[:, None] * cdf_NxV[:, -1:])
+    V = w_NxV.shape[-1]
+    last_N = V - 1 - jnp.argmax((w_NxV > 0)[:, ::-1], axis=-1)  # where no hit (rounding): the last kept token
+    return jnp.where(jnp.any(hit_NxV, axis=-1), jnp.argmax(hit_NxV, axis=-1), last_N).astype(jnp.int32)
+
+
+def draw(
+    logits_NxV: jax.Array,
+    u_N: jax.Array,
+    temperature: jax.Array | float = 1.0,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> jax.Array:
-    """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n]."""
+    """A token per row from softmax(logits / temperature), cut to the ``top_k`` highest scores (0 = off) and
+    then to the nucleus of probability ``top_p`` (1 = off), renormalised, at the uniforms ``u_N`` in [0, 1).
+
+    The order is the book's ("LLMs, the Hard Way"): temperature, top-k, top-p on the probabilities top-k left,
+    sample. Top-k keeps ties at the k-th score; top-p keeps the token that crosses p (see ``_top_p_keep``). With
+    the filters off it samples as the original's random.choices(weights=probs): the first token whose
+    cumulative weight exceeds u * total. One uniform per draw, where Gumbel-max (jax.random.categorical) needs
+    one per token: ~V times less RNG, which dominated sampling time on CPU.
+
+    A temperature so small that the scaled logits overflow (or round to 0 in the dtype) draws the limit as the
+    temperature goes to 0, the argmax of the logits, instead of the NaNs' token 0. ``top_k`` and ``top_p`` are
+    Python numbers (each setting is its own program); off, the program is the one without filters."""
+    top_k, top_p = check_filters(top_k, top_p, logits_NxV.shape[-1])
+    s_NxV = logits_NxV / temperature
+    if top_k == 0 and top_p == 1:
+        nxt_N = _invert_cdf(s_NxV, u_N)
+    else:
+        nxt_N = _draw_filtered(s_NxV, u_N, top_k, top_p)
+    overflow_N = ~jnp.isfinite(jnp.max(s_NxV, axis=-1))  # +inf, NaN (0/0), or all -inf
+    return jnp.where(overflow_N, jnp.argmax(logits_NxV, axis=-1).astype(jnp.int32), nxt_N)
+
+
+def _sample_scan(
+    params: dict[str, jax.Array],
+    u_SxN: jax.Array,
+    temperature: jax.Array,
+    *,
+    config: GPTConfig,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> jax.Array:
+    """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n] (see ``draw``)."""
     num_samples = u_SxN.shape[1]
     bos = config.vocab_size - 1
     cache = init_cache(config, num_samples, params["wte"].dtype)
@@ -42,7 +125,7 @@ def _sample_scan(
         token_N, cache, done_N = carry
         pos, u_N = pos_u
         logits_NxV, cache = forward_step(params, token_N, pos, cache, config)
-        nxt_N = draw(logits_NxV / temperature, u_N)
+        nxt_N = draw(logits_NxV, u_N, temperature, top_k=top_k, top_p=top_p)
         done_N = done_N | (nxt_N == bos)
         nxt_N = jnp.where(done_N, bos, nxt_N)
         return (nxt_N, cache, done_N), nxt_N
@@ -56,10 +139,11 @@ SAMPLE_AXIS = "samples"
 
 
 @functools.cache
-def _sampler(config: GPTConfig, mesh: Mesh | None) -> Callable:
-    """The compiled sampling program; with a mesh, each device samples its share of the rows (shard_map: the
-    rows never interact, so there is nothing to communicate). YNN fusions off on CPU (see xla_options)."""
-    fn = functools.partial(_sample_scan, config=config)
+def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
+    """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
+    its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
+    off on CPU (see xla_options)."""
+    fn = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
     if mesh is not None:
         # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device
         fn = jax.shard_map(
@@ -86,14 +170,18 @@ def sample_tokens(
     config: GPTConfig,
     num_samples: int,
     devices: int | None = None,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> jax.Array:
     """Token ids (num_samples, block_size): each sample starts at BOS, draws from softmax(logits / temperature),
     and is BOS from the first BOS on (the original stops there, or after block_size tokens). Compiled once per
-    (config, num_samples).
+    (config, num_samples, top_k, top_p). ``top_k`` (0 = off) and ``top_p`` (1 = off) cut each draw as ``draw``
+    says; a UserError when out of range.
 
     The samples are spread over every device (or the first ``devices``) when they split evenly: on a CPU given
     a device per core (``train.set_cpu_devices``), both cores sample. A key gives the same names on any number
     of devices (all uniforms are drawn from it up front), up to float rounding in the logits."""
+    top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
     dtype = params["wte"].dtype
     # one uniform per draw, all made up front (one RNG call, not one per position and token)
     u_SxN = jax.random.uniform(key, (config.block_size, num_samples), dtype)
@@ -102,7 +190,7 @@ def sample_tokens(
     if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
         params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
         u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
-    return _sampler(config, mesh)(params, u_SxN, temperature)
+    return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
 
 
 def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:
@@ -125,13 +213,17 @@ def sample(
     key: jax.Array,
     num_samples: int = 20,
     temperature: float = 0.5,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> list[str]:
-    """``num_samples`` new documents at ``temperature`` (> 0; lower is more conservative)."""
+    """``num_samples`` new documents at ``temperature`` (> 0; lower is more conservative), each draw cut to the
+    ``top_k`` most likely tokens (0 = off) and then to the nucleus of probability ``top_p`` (1 = off)."""
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
         raise UserError(f"temperature must be a finite number > 0, got {temperature!r}")
     if not isinstance(num_samples, int) or num_samples < 1:
         raise UserError(f"num-samples must be a whole number >= 1, got {num_samples!r}")
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
-    tokens = sample_tokens(params, key, temperature, config=config, num_samples=num_samples)
+    tokens = sample_tokens(params, key, temperature, config=config, num_samples=num_samples, top_k=top_k, top_p=top_p)
     return decode_samples(np.asarray(tokens), tokenizer)

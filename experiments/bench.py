@@ -25,13 +25,13 @@ What is measured (medians of ``--repeats`` timed runs after a warm-up run that c
   every device (its default); ``sample_names_per_s_1device`` on one device.
 - ``batched_dp_tokens_per_s``: the same batch-256 training data-parallel over every device (on a CPU, one
   per core: ``microgpt-jax train --batch-size 256 --devices N``); present when there is more than one device.
-- ``sweep_model_steps_per_s``: member-steps per second of a vmapped sweep (``sweep.bench_sweep``: 64 members
+- ``sweep_model_steps_per_s``: member-steps per second of a vmapped sweep (``bench_sweep`` below: 64 members
   of the batch-1 recipe, 1000 steps each, in chunks of 100 steps; 4 x 20 with ``--quick``), members sharded
   over every device as ``microgpt-jax sweep`` runs them; ``sweep_model_steps_per_s_1device`` on one device.
 - ``peak_rss_mib``: peak resident memory of this process (``resource.getrusage``).
 
 Devices: as ``microgpt-jax sweep`` does, the benchmark gives JAX's CPU backend one device per core
-(``train.set_cpu_devices``). Training runs on one device, as ``train`` does by default, except the
+(``devices.set_cpu_devices``). Training runs on one device, as ``train`` does by default, except the
 data-parallel figure; sampling and the sweep spread over every device, as they do by default, and each
 has a one-device figure beside it.
 
@@ -59,12 +59,13 @@ import optax
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import DATA_ENV, Tokenizer, encode_docs, load_docs, shuffle_docs
+from microgpt_jax.devices import DATA_AXIS, make_mesh, set_cpu_devices
 from microgpt_jax.errors import exit_status
 from microgpt_jax.loss import loss_fn
-from microgpt_jax.model import init_params
+from microgpt_jax.models import init_params
 from microgpt_jax.optim import linear_decay
 from microgpt_jax.sample import sample_tokens
-from microgpt_jax.train import data_mesh, hparams_of, init_opt_state, set_cpu_devices, train, train_chunk
+from microgpt_jax.train import hparams_of, init_opt_state, train, train_chunk
 
 BATCH = 256
 
@@ -115,7 +116,7 @@ def project_train(
     None is train's default chunking; ``devices`` > 1 splits each batch over that many devices."""
     tc = TrainConfig(steps=steps, batch_size=batch)
     params = init_params(jax.random.key(tc.seed), config, tc.init_std)
-    mesh = data_mesh(devices, batch)
+    mesh = make_mesh(DATA_AXIS, devices) if devices > 1 else None
 
     def run() -> None:
         p, _, _ = train(params, tokens, n, config, tc, chunk=chunk, mesh=mesh)
@@ -179,11 +180,48 @@ def bench_sample(params: dict[str, jax.Array], config: GPTConfig, num: int, repe
     return {"sample_names_per_s": num / t["all"], "sample_names_per_s_1device": num / t["one"]}
 
 
+def bench_sweep(members: int, steps: int, repeats: int, chunk: int, devices: int | None) -> float:
+    """Member-steps per second of the sweep's compiled group program: ``members`` copies of the microgpt config
+    (Adam, batch 1, seeds 0..M-1) on synthetic names, sharded over ``devices`` devices (default all), after a
+    compiling run; the median of ``repeats`` runs."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from microgpt_jax import sweep
+
+    docs = synthetic_docs(2000)
+    tokenizer = Tokenizer.from_docs(docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    mesh = sweep.make_mesh(devices)
+    tok, n = encode_docs(docs, tokenizer, config.block_size)
+    shard, rep = NamedSharding(mesh, P(sweep.AXIS)), NamedSharding(mesh, P())
+    M = members + (-members % mesh.devices.size)  # padded to fill every device, as run_sweep does
+    tcs = [TrainConfig(seed=i, steps=steps) for i in range(M)]
+    params0 = sweep.init_members(tcs, config, jnp.float32)
+    opt0 = jax.tree.map(np.asarray, jax.vmap(lambda p: init_opt_state("adam", p))(params0))
+    hp = jax.tree.map(lambda x: sweep._put(x, shard), sweep._stack([hparams_of(tc, jnp.float32) for tc in tcs]))
+    chunk = min(chunk, steps)
+    fn = sweep._group_program(config, "adam", 1, chunk, mesh)
+    tokens_dev, n_dev = sweep._put(tok, rep), sweep._put(n, rep)
+    end = jnp.asarray(steps, jnp.int32)
+
+    def once() -> float:
+        params = jax.tree.map(lambda x: sweep._put(x, shard), params0)
+        opt_state = jax.tree.map(lambda x: sweep._put(x, shard), opt0)
+        t0 = time.perf_counter()
+        for s in range(0, steps, chunk):
+            params, opt_state, losses = fn(params, opt_state, hp, tokens_dev, n_dev, jnp.asarray(s, jnp.int32), end)
+        jax.block_until_ready(losses)
+        return time.perf_counter() - t0
+
+    once()  # compile
+    times = sorted(once() for _ in range(repeats))
+    return members * steps / times[len(times) // 2]
+
+
 def bench_sweep_model(quick: bool, repeats: int) -> dict[str, float]:
     """sweep_model_steps_per_s (members sharded over every device, as ``microgpt-jax sweep`` runs them) and
-    sweep_model_steps_per_s_1device, from microgpt_jax.sweep.bench_sweep."""
-    from microgpt_jax.sweep import bench_sweep
-
+    sweep_model_steps_per_s_1device."""
     members, steps = (4, 20) if quick else (64, 1000)
     out: dict[str, float] = {"sweep_members": members, "sweep_steps": steps}
     for key, devices in (("sweep_model_steps_per_s", None), ("sweep_model_steps_per_s_1device", 1)):

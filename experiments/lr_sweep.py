@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from microgpt_jax import sweep  # noqa: E402
-from microgpt_jax.config import GPTConfig, TrainConfig  # noqa: E402
-from microgpt_jax.data import Tokenizer, load_docs, resolve_data_path, shuffle_docs, split_docs  # noqa: E402
+from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig  # noqa: E402
+from microgpt_jax.data import load_corpus  # noqa: E402
 from microgpt_jax.errors import exit_status  # noqa: E402
 from microgpt_jax.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
@@ -145,23 +145,21 @@ def plot(path: Path, summary: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sweep and write the table, plot and rows."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--data", default=os.environ.get("MICROGPT_JAX_DATA"))
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=1000)
     args = p.parse_args(argv)
-    docs = shuffle_docs(load_docs(resolve_data_path(args.data)), 42)
-    tokenizer = Tokenizer.from_docs(docs)
-    train_docs, val_docs = split_docs(docs, 1000)
-    base = GPTConfig(vocab_size=tokenizer.vocab_size)
+    corpus = load_corpus(DataConfig(path=args.data))  # the split train uses: seed-42 shuffle, last 1000 held out
+    base = GPTConfig(vocab_size=corpus.tokenizer.vocab_size)
     members = []
     for opt, lrs in LRS.items():
         grid = {"optimizer": [opt], "lr": lrs, "seed": list(range(args.seeds)), "steps": [args.steps]}
         members += sweep.grid_members(base, TrainConfig(), grid)
     members = [sweep.Member(i, m.config, m.train) for i, m in enumerate(members)]
     t0 = time.perf_counter()
-    result = sweep.run_sweep(members, train_docs, val_docs, tokenizer)
+    result = sweep.run_sweep(members, corpus.train_docs, corpus.val_docs, corpus.tokenizer)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

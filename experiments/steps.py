@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,15 +31,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from microgpt_jax.bigram import bigram_params, count_bigrams
-from microgpt_jax.config import GPTConfig, TrainConfig
-from microgpt_jax.data import Tokenizer, encode_docs, load_docs, resolve_data_path, shuffle_docs, split_docs
+from microgpt_jax.config import DataConfig, GPTConfig, SampleConfig, TrainConfig
+from microgpt_jax.data import Corpus, Tokenizer, load_corpus
 from microgpt_jax.errors import exit_status
 from microgpt_jax.io import atomic_write_bytes, atomic_write_text
-from microgpt_jax.model import num_params
-from microgpt_jax.models import init_params
-from microgpt_jax.sample import sample
-from microgpt_jax.train import evaluate, train
+from microgpt_jax.models import num_params
+from microgpt_jax.run import train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GPT_SGD_LR = 0.4  # hand-written SGD on the GPT: 0.3-0.5 give the same held-out NLL; the MLP's 1.0 diverges
@@ -59,13 +57,17 @@ class Run:
     batch_size: int = 1
 
     @property
+    def slug(self) -> str:
+        """The run directory's name under runs/."""
+        return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+
+    @property
     def config_kwargs(self) -> dict:
         return {"model": self.model, "n_layer": self.n_layer, "n_embd": self.n_embd, "n_head": self.n_head}
 
     def command(self) -> str:
         """The ``microgpt-jax train`` command that trains this run (same init, data order and numbers)."""
-        slug = re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
-        parts = [f"microgpt-jax train --out runs/{slug} --model {self.model}"]
+        parts = [f"microgpt-jax train --out runs/{self.slug} --model {self.model}"]
         if self.model == "bigram":
             return parts[0]
         flags = {"--n-layer": (self.n_layer, 1), "--n-head": (self.n_head, 4), "--n-embd": (self.n_embd, 16)}
@@ -104,54 +106,35 @@ def smooth(losses: np.ndarray, window: int) -> np.ndarray:
     return (csum[idx] - csum[lo]) / (idx - lo)
 
 
-def run_one(run: Run, data: dict, seed: int, num_samples: int) -> dict:
-    """Train (or count) one run; returns its figures, its per-step losses and its parameters."""
-    config = GPTConfig(vocab_size=data["tokenizer"].vocab_size, **run.config_kwargs)
+def run_one(run: Run, data: DataConfig, runs_dir: Path, seed: int, num_samples: int) -> dict:
+    """Train (or count) one run into ``runs_dir/<slug>`` with the run library, exactly as its command does;
+    returns its figures, its per-step losses and its parameters."""
     t0 = time.perf_counter()
-    if run.model == "bigram":
-        params = bigram_params(count_bigrams(data["train_tokens"], data["train_n"], config.vocab_size), 1.0)
-        jax.block_until_ready(params)
-        losses = np.zeros(0)
-    else:
-        tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, steps=run.steps, batch_size=run.batch_size, seed=seed)
-        params = init_params(jax.random.key(tc.seed), config, tc.init_std)
-        params, _, losses = train(params, data["train_tokens"], data["train_n"], config, tc)
+    result = train_run(
+        runs_dir / run.slug,
+        GPTConfig(**run.config_kwargs),
+        TrainConfig(optimizer=run.optimizer, lr=run.lr, steps=max(run.steps, 1), batch_size=max(run.batch_size, 1),
+                    seed=seed),
+        data,
+        sample=SampleConfig(num_samples=num_samples),
+        verbose=False,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
-    val = evaluate(params, data["val_tokens"], data["val_n"], config)
-    key = jax.random.fold_in(jax.random.key(seed), 1)
-    names = sample(params, config, data["tokenizer"], key, num_samples, 0.5)
-    print(f"{run.label:22s} {num_params(params):7,d} params  {seconds:7.1f} s  held-out NLL {val:.4f}", flush=True)
+    n = num_params(result.params)
+    print(f"{run.label:22s} {n:7,d} params  {seconds:7.1f} s  held-out NLL {result.val_loss:.4f}", flush=True)
     return {
         "label": run.label,
         "model": run.model,
-        "params": num_params(params),
+        "params": n,
         "optimizer": "count (add-1)" if run.model == "bigram" else f"{run.optimizer} lr {run.lr:g}",
         "steps": run.steps,
         "batch_size": run.batch_size,
         "train_seconds": seconds,
-        "val_nll": val,
+        "val_nll": result.val_loss,
         "command": run.command(),
-        "samples": names,
-        "_losses": losses,
-        "_params": params,
-    }
-
-
-def load_data(path: str | None, val_size: int, block_size: int = 16) -> dict:
-    """The corpus as train does it: shuffle with seed 42, hold out the last ``val_size``, encode once."""
-    docs = shuffle_docs(load_docs(resolve_data_path(path)), 42)
-    tokenizer = Tokenizer.from_docs(docs)
-    train_docs, val_docs = split_docs(docs, val_size)
-    train_tokens, train_n = encode_docs(train_docs, tokenizer, block_size)
-    val_tokens, val_n = encode_docs(val_docs, tokenizer, block_size)
-    return {
-        "tokenizer": tokenizer,
-        "n_train": len(train_docs),
-        "n_val": len(val_docs),
-        "train_tokens": train_tokens,
-        "train_n": train_n,
-        "val_tokens": val_tokens,
-        "val_n": val_n,
+        "samples": result.samples,
+        "_losses": np.zeros(0) if run.model == "bigram" else result.losses,
+        "_params": result.params,
     }
 
 
@@ -217,13 +200,14 @@ def plot_weights(results: list[dict], tokenizer: Tokenizer, path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(results: list[dict], data: dict, command: str, total_seconds: float) -> str:
+def markdown(results: list[dict], corpus: Corpus, command: str, total_seconds: float) -> str:
     """steps.md: every figure from ``results``."""
     lines = [
         "# The progression: bigram, MLP, GPT",
         "",
         f"Generated by `{command}` (all figures below come from that run; nothing is typed by hand).",
-        f"Names shuffled with seed 42, {data['n_train']:,} for training, the last {data['n_val']:,} held out; "
+        f"Names shuffled with seed 42, {len(corpus.train_docs):,} for training, "
+        f"the last {len(corpus.val_docs):,} held out; "
         "held-out NLL is the mean negative log-likelihood per predicted token (each name's characters and its "
         "closing BOS), as `microgpt-jax train` reports `val_loss`. Init N(0, 0.08) from seed 42; Adam is "
         "microgpt's (b1 0.85, b2 0.99); every learning rate decays linearly to 0.",
@@ -259,30 +243,37 @@ def markdown(results: list[dict], data: dict, command: str, total_seconds: float
 
 def main(argv: list[str] | None = None) -> int:
     """Run every row, then write steps.md, steps.json, steps.png and weights.png."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--data", help="corpus (default: $MICROGPT_JAX_DATA, data/names.txt)")
-    p.add_argument("--out", default=str(RESULTS), help="where the results go (default experiments/results)")
+    p.add_argument("--out", help="where the results go (default experiments/results; with --quick, nowhere)")
+    p.add_argument("--runs", default="runs", help="where the run directories go (default runs/; --quick: a temp dir)")
     p.add_argument("--val-size", type=int, default=1000, help="hold out the last N names (default 1000)")
     p.add_argument("--quick", action="store_true", help="a handful of steps per run: checks the script, not models")
     p.add_argument("--num-samples", type=int, default=8)
     args = p.parse_args(argv)
 
-    data = load_data(args.data, args.val_size)  # a bad corpus stops here, before anything is written
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    data = DataConfig(path=args.data, val_size=args.val_size)
+    corpus = load_corpus(data)  # a bad corpus stops here, before anything is written
+    out = Path(args.out) if args.out else (None if args.quick else RESULTS)
     runs = quick_runs(RUNS) if args.quick else RUNS
     t0 = time.perf_counter()
-    results = [run_one(run, data, seed=42, num_samples=args.num_samples) for run in runs]
+    with tempfile.TemporaryDirectory(prefix="steps-runs-") as tmp:
+        runs_dir = Path(tmp) if args.quick else Path(args.runs)
+        results = [run_one(run, data, runs_dir, seed=42, num_samples=args.num_samples) for run in runs]
     total = time.perf_counter() - t0
+    if out is None:
+        print("--quick: no results written (pass --out DIR to keep them)")
+        return 0
 
     command = "python experiments/steps.py" + (" --quick" if args.quick else "")
     if args.val_size != 1000:
         command += f" --val-size {args.val_size}"
+    out.mkdir(parents=True, exist_ok=True)
     plot_curves(results, out / "steps.png")
-    plot_weights(results, data["tokenizer"], out / "weights.png")
+    plot_weights(results, corpus.tokenizer, out / "weights.png")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
     atomic_write_text(out / "steps.json", json.dumps({"command": command, "runs": public}, indent=2) + "\n")
-    atomic_write_text(out / "steps.md", markdown(results, data, command, total))
+    atomic_write_text(out / "steps.md", markdown(results, corpus, command, total))
     print(f"wrote {out}/steps.md, steps.json, steps.png, weights.png")
     return 0
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from microgpt_jax.config import GPTConfig
+from microgpt_jax.devices import default_float
 from microgpt_jax.errors import UserError
 
 
@@ -46,7 +47,7 @@ def bigram_params(counts_VxV: np.ndarray, smoothing: float = 1.0, dtype: jnp.dty
         raise UserError(f"--smoothing must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
     smoothed_VxV = np.asarray(counts_VxV, np.float64) + smoothing
     log_probs_VxV = np.log(smoothed_VxV / smoothed_VxV.sum(axis=1, keepdims=True))
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = dtype or default_float()
     return {"wte": jnp.asarray(log_probs_VxV, dtype)}
 
 

@@ -17,14 +17,13 @@ every N steps, and on SIGINT/SIGTERM (the handler only sets a flag) write one an
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.devices import float_dtype
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import (
     atomic_write_bytes,
@@ -45,10 +45,6 @@ from microgpt_jax.io import (
 CKPT_DIR = "checkpoint"
 MANIFEST = "checkpoint.json"
 VERSION = 1
-# flags that may differ on --resume: they change neither a parameter nor metrics.jsonl
-RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature")
-# argparse dests that are not flags of the run
-NOT_RUN_ARGS = ("command", "resume", "argv", "out")
 
 
 def _sha256(data: bytes) -> str:
@@ -187,7 +183,7 @@ def load_checkpoint(run_dir: str | os.PathLike, config: GPTConfig, train_config:
         raise UserError(
             f"{ck / manifest['params']}: vocabulary {meta.get('vocab')!r} differs from the data's {vocab!r}"
         )
-    dtype = jnp.float64 if train_config.x64 else jnp.float32
+    dtype = float_dtype(train_config.x64)
     params = {k: jnp.asarray(params[k], dtype) for k in params}
     try:
         opt_arrays = load(raw["opt_state"])
@@ -217,67 +213,6 @@ def truncate_metrics(run_dir: str | os.PathLike, step: int, steps: int) -> None:
         if s < step or ("val_loss" in rec and "loss" not in rec and s == step < steps):
             keep.append(line + "\n")
     atomic_write_text(path, "".join(keep))
-
-
-def run_args(args: argparse.Namespace, data_path: str | os.PathLike) -> dict[str, Any]:
-    """The run's flags as JSON values (for config.json), paths made absolute, so ``--resume`` can rebuild them."""
-    out = {}
-    for k, v in vars(args).items():
-        if k in NOT_RUN_ARGS or not (v is None or isinstance(v, (str, int, float, bool))):
-            continue
-        out[k] = v
-    out["data"] = str(Path(data_path).resolve())
-    if out.get("init"):
-        out["init"] = str(Path(out["init"]).resolve())
-    return out
-
-
-def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The argparse dests given on the command line ``argv`` (not filled by defaults). Mutates ``parser``:
-    pass a fresh one."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                sub._defaults.clear()
-                for a in sub._actions:
-                    a.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(list(argv)))) - {"command"}
-
-
-def resume_args(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
-    """The flags of the run in ``args.resume`` (from its config.json), for ``train --resume DIR``.
-
-    Flags given beside --resume must equal the saved ones, except those in RESUME_MAY_CHANGE.
-    """
-    run_dir = Path(args.resume)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.json): pass the --out of a train run to --resume")
-    try:
-        saved = json.loads(cfg_path.read_text(encoding="utf-8"))["args"]
-        if not isinstance(saved, dict):
-            raise TypeError("args is not an object")
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise UserError(
-            f"{cfg_path} does not record the run's flags ({e}): it cannot be resumed; start again"
-        ) from None
-    if read_manifest(run_dir) is None:
-        raise UserError(f"{run_dir} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
-    for dest in sorted(explicit - {"resume", *RESUME_MAY_CHANGE}):
-        given, have = getattr(args, dest), saved.get(dest)
-        if dest in ("data", "init") and given is not None:
-            given = str(Path(given).resolve())
-        if dest in saved and given != have:
-            flag = "--" + dest.replace("_", "-")
-            was = "unset (its default)" if have is None else have
-            raise UserError(
-                f"{flag} {getattr(args, dest)} conflicts with the run's saved {flag} {was}: --resume continues "
-                f"the run with its saved flags; drop {flag}"
-            )
-    merged = {**vars(args), **{k: v for k, v in saved.items() if k not in NOT_RUN_ARGS}}
-    merged.update({k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in explicit})
-    merged["out"] = str(run_dir)
-    return argparse.Namespace(**merged)
 
 
 def check_fresh_out(out: str | os.PathLike) -> None:

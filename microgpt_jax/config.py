@@ -1,47 +1,84 @@
-"""Frozen configs passed explicitly: the GPT's architecture and a training run's recipe."""
+"""Frozen configs passed explicitly, and the one home of every default.
+
+- ``GPTConfig``: the model's architecture (and which model of the progression it is);
+- ``TrainConfig``: the training recipe (optimizer, schedule, steps, batch, init, seed, precision);
+- ``DataConfig``: the corpus, its order and the held-out split;
+- ``RunConfig``: how a run is carried out (evaluation and checkpoint cadence, devices);
+- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample``.
+
+Each field's default and its one-line help live here; the command line builds its flags and its ``--help``
+from these fields (``fields_help``), so a default is written once. Every config checks its values in
+``__post_init__`` and says what is wrong in a ``UserError``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from microgpt_jax.errors import UserError
 
-MODELS = ("gpt", "mlp", "bigram")
+MODELS = ("gpt", "mlp", "bigram")  # the progression's models (microgpt_jax.models holds their functions)
+OPTIMIZERS = ("adam", "sgd")
+# sgd 0.3: best held-out loss for the GPT in experiments/lr_sweep.py; 1.0 (the MLP's recipe) diverges for it
+DEFAULT_LR = {"adam": 0.01, "sgd": 0.3}
+DEFAULT_INIT_STD = 0.08  # microgpt's N(0, 0.08)
+EARLY_INIT_STD = 0.02  # microgpt's earlier init, with attn_wo and mlp_fc2 at zero
 
 
-def _from_dict(cls: type, d: dict, what: str) -> Any:
-    """``cls(**d)`` for a config dataclass, naming unknown keys in a UserError."""
-    extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if extra:
-        raise UserError(f"unknown {what} config keys {sorted(extra)}")
-    return cls(**d)
+def _field(default: Any, help: str) -> Any:
+    """A dataclass field with its help text (read by the command line)."""
+    return field(default=default, metadata={"help": help})
+
+
+def _whole(cls_name: str, name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UserError(f"{cls_name}: {name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _Config:
+    """JSON round trip shared by the configs."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, for config.json and file metadata."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Inverse of ``to_dict``; unknown keys and wrong values are a UserError."""
+        if not isinstance(d, dict):
+            raise UserError(f"{cls.__name__}: expected an object, got {type(d).__name__}")
+        extra = set(d) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if extra:
+            raise UserError(f"unknown {cls.__name__} keys {sorted(extra)}")
+        return cls(**d)
 
 
 @dataclass(frozen=True)
-class GPTConfig:
-    """The architecture of microgpt's GPT (defaults are the original's)."""
+class GPTConfig(_Config):
+    """The architecture (defaults are microgpt's). ``vocab_size`` comes from the corpus's tokenizer."""
 
-    vocab_size: int = 27
-    n_layer: int = 1
-    n_embd: int = 16
-    n_head: int = 4
-    block_size: int = 16
-    model: str = "gpt"  # gpt | mlp | bigram: the progression's step (microgpt_jax.models)
+    vocab_size: int = _field(27, "tokens: characters + BOS (set from the corpus)")
+    n_layer: int = _field(1, "transformer layers")
+    n_embd: int = _field(16, "embedding width")
+    n_head: int = _field(4, "attention heads (n_embd must be a multiple)")
+    block_size: int = _field(16, "longest context; a document is cut to block_size + 1 tokens")
+    model: str = _field("gpt", "the progression's model: gpt, mlp (Step 1) or bigram (Step 0, counted)")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise UserError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
-        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{name} must be a whole number >= 1, got {value!r}")
-        if self.block_size < 2:
-            raise UserError(f"block_size must be >= 2, got {self.block_size}")
-        if self.vocab_size < 2:
-            raise UserError(f"vocab_size must be >= 2 (at least one character and BOS), got {self.vocab_size}")
+        for name in ("n_layer", "n_embd", "n_head"):
+            _whole("model", name, getattr(self, name), 1)
+        _whole("model", "block_size", self.block_size, 2)
+        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size < 2:
+            raise UserError(f"vocab_size must be >= 2 (at least one token and BOS), got {self.vocab_size!r}")
         if self.model == "gpt" and self.n_embd % self.n_head:  # only the GPT has heads
             raise UserError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
@@ -53,60 +90,104 @@ class GPTConfig:
         """Width of one attention head."""
         return self.n_embd // self.n_head
 
-    def to_dict(self) -> dict:
-        """Plain-JSON form, for config.json and file metadata."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GPTConfig:
-        """Inverse of ``to_dict``; unknown keys are an error."""
-        return _from_dict(cls, d, "model")
-
-
-OPTIMIZERS = ("adam", "sgd")
-# sgd 0.3: best held-out loss for the GPT in experiments/lr_sweep.py; 1.0 (the MLP's recipe) diverges for it
-DEFAULT_LR = {"adam": 0.01, "sgd": 0.3}
-
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """A training recipe. Defaults are the original microgpt.py's: Adam, 1000 steps, batch 1."""
+class TrainConfig(_Config):
+    """A training recipe. Defaults are the original microgpt.py's: Adam, 1000 steps, batch 1.
 
-    optimizer: str = "adam"
-    lr: float = 0.01
-    steps: int = 1000
-    batch_size: int = 1
-    b1: float = 0.85
-    b2: float = 0.99
-    eps: float = 1e-8
-    seed: int = 42
-    init_std: float = 0.08
-    init_zero_out: bool = False  # the earlier variant: attn_wo and mlp_fc2 start at zero
-    x64: bool = False
+    ``lr`` None means the optimizer's default (``DEFAULT_LR``) and ``init_std`` None the init's (0.08, or
+    0.02 with ``init_zero_out``); both are filled in on construction, so a config always holds real numbers.
+    """
+
+    optimizer: str = _field("adam", "adam (optax, the original's) or sgd (hand-written)")
+    lr: float | None = _field(None, "peak learning rate, decayed linearly to 0 (adam 0.01, sgd 0.3)")
+    steps: int = _field(1000, "training steps")
+    batch_size: int = _field(1, "documents per step (step s takes docs s*B .. s*B+B-1)")
+    b1: float = _field(0.85, "Adam beta1")
+    b2: float = _field(0.99, "Adam beta2")
+    eps: float = _field(1e-8, "Adam epsilon")
+    seed: int = _field(42, "PRNG seed of the initial parameters")
+    init_std: float | None = _field(None, "N(0, std) init (0.08; 0.02 with --init-variant early)")
+    init_zero_out: bool = _field(False, "start attn_wo and mlp_fc2 at zero (microgpt's earlier init)")
+    x64: bool = _field(False, "float64 everywhere (the original's Python floats)")
+    smoothing: float = _field(1.0, "bigram only: add-k smoothing of the counts")
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-        for name in ("lr", "eps"):
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        if self.init_std is None:
+            object.__setattr__(self, "init_std", EARLY_INIT_STD if self.init_zero_out else DEFAULT_INIT_STD)
+        for name in ("lr", "eps", "smoothing"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (_real(value) and value > 0):
                 raise UserError(f"{name} must be a finite number > 0, got {value!r}")
         for name in ("b1", "b2"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+            if not (_real(value) and 0 <= value < 1):
                 raise UserError(f"{name} must be in [0, 1), got {value!r}")
-        if not (isinstance(self.init_std, (int, float)) and math.isfinite(self.init_std) and self.init_std >= 0):
+        if not (_real(self.init_std) and self.init_std >= 0):
             raise UserError(f"init_std must be a finite number >= 0, got {self.init_std!r}")
-        for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{name} must be a whole number >= 1, got {value!r}")
+        _whole("train", "steps", self.steps, 1)
+        _whole("train", "batch_size", self.batch_size, 1)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise UserError(f"seed must be a whole number, got {self.seed!r}")
+        for name in ("init_zero_out", "x64"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
-    def to_dict(self) -> dict:
-        """Plain-JSON form, for config.json."""
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Inverse of ``to_dict``; unknown keys are an error."""
-        return _from_dict(cls, d, "train")
+@dataclass(frozen=True)
+class DataConfig(_Config):
+    """Where the documents come from, their order and the held-out split."""
+
+    path: str | None = _field(None, "corpus, one document per line ($MICROGPT_JAX_DATA, else data/names.txt)")
+    shuffle_seed: int | None = _field(42, "random.Random(N).shuffle(docs), the original's order; None keeps the file's")
+    val_size: int = _field(1000, "hold out the last N documents for val_loss")
+
+    def __post_init__(self) -> None:
+        if self.path is not None and not isinstance(self.path, str):
+            object.__setattr__(self, "path", str(self.path))  # a pathlib.Path is welcome
+        if self.shuffle_seed is not None and (
+            not isinstance(self.shuffle_seed, int) or isinstance(self.shuffle_seed, bool)
+        ):
+            raise UserError(f"shuffle_seed must be a whole number or None, got {self.shuffle_seed!r}")
+        _whole("data", "val_size", self.val_size, 0)
+
+
+@dataclass(frozen=True)
+class RunConfig(_Config):
+    """How a training run is carried out; none of it changes a number of the run."""
+
+    eval_every: int | None = _field(None, "held-out evaluation every N steps (and always at the end)")
+    ckpt_every: int | None = _field(None, "write DIR/checkpoint every N steps (a signal writes one too)")
+    devices: int | None = _field(
+        None, "data parallel over N devices (default: all when the batch splits; a CPU has one)"
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("eval_every", "ckpt_every", "devices"):
+            if getattr(self, name) is not None:
+                _whole("run", name, getattr(self, name), 1)
+
+
+@dataclass(frozen=True)
+class SampleConfig(_Config):
+    """Samples: how many, how adventurous, from which seed."""
+
+    num_samples: int = _field(20, "how many documents to sample")
+    temperature: float = _field(0.5, "softmax temperature (> 0; lower is more conservative)")
+    seed: int | None = _field(None, "PRNG seed of the samples (default: the run's --seed)")
+
+    def __post_init__(self) -> None:
+        _whole("sample", "num_samples", self.num_samples, 1)
+        if not (_real(self.temperature) and self.temperature > 0):
+            raise UserError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise UserError(f"seed must be a whole number, got {self.seed!r}")
+
+
+def fields_help(cls: type) -> dict[str, tuple[Any, str]]:
+    """``{field: (default, help)}`` of a config class, for the command line's flags."""
+    return {f.name: (f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls)}

@@ -1,4 +1,4 @@
-"""The corpus: find or download it, read documents, shuffle and split, and the character tokenizer."""
+"""The corpus: find or download it, read documents, shuffle and split (``load_corpus``), and the tokenizer."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from microgpt_jax.config import DataConfig
 from microgpt_jax.errors import UserError
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
@@ -184,3 +185,30 @@ def encode_docs(docs: Sequence[str], tokenizer: Tokenizer, block_size: int) -> t
         tokens_NxT1[i, : len(toks)] = toks
         n_N[i] = len(toks) - 1
     return tokens_NxT1, n_N
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus read, ordered and split as a ``DataConfig`` says, with its tokenizer."""
+
+    path: Path
+    train_docs: list[str]
+    val_docs: list[str]
+    tokenizer: Tokenizer
+
+    def encoded(self, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``encode_docs`` of both splits: (train tokens_NxT1, train n_N, val tokens_NxT1, val n_N)."""
+        return (
+            *encode_docs(self.train_docs, self.tokenizer, block_size),
+            *encode_docs(self.val_docs, self.tokenizer, block_size),
+        )
+
+
+def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
+    """Read, shuffle and split the corpus ``data`` names; the tokenizer is built from all its documents unless
+    one is given (a model's own, to fine-tune it on other text)."""
+    path = resolve_data_path(data.path)
+    docs = shuffle_docs(load_docs(path), data.shuffle_seed)
+    tokenizer = tokenizer or Tokenizer.from_docs(docs)
+    train_docs, val_docs = split_docs(docs, data.val_size)
+    return Corpus(path, train_docs, val_docs, tokenizer)

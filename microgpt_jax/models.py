@@ -1,64 +1,146 @@
-"""The progression's models behind one interface, chosen by ``config.model``: the one place that dispatches.
+"""The progression's models behind one registry, chosen by ``config.model``: the one place that dispatches.
 
-- ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (microgpt_jax.bigram).
-- ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (microgpt_jax.mlp).
-- ``gpt``: microgpt's transformer (microgpt_jax.model).
+- ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (microgpt_jax.bigram);
+- ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (microgpt_jax.mlp);
+- ``gpt``: microgpt's transformer (microgpt_jax.gpt).
 
-Each is a pure function of (params, tokens); loss, training, evaluation, sampling and io call these.
+A ``Model`` holds each one's functions (state_dict shapes, forward over whole sequences, one-token step with
+its cache) and what it is not: ``counted`` models are built by counting, not by gradient steps, and
+``unused`` names the config fields it ignores (the command line refuses them). ``param_shapes``,
+``init_params``, ``forward``, ``init_cache`` and ``forward_step`` below work for every model; loss,
+training, evaluation, sampling and io call these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
-from microgpt_jax import bigram, mlp, model
-from microgpt_jax.config import GPTConfig
+from microgpt_jax import bigram, mlp
+from microgpt_jax.config import MODELS, GPTConfig
+from microgpt_jax.devices import default_float
+from microgpt_jax.gpt import gpt, gpt_step, init_kv_cache
+from microgpt_jax.gpt import param_shapes as gpt_shapes
 
 Params = dict[str, jax.Array]
+Cache = dict[str, jax.Array]
+
+# what only gradient training uses: a counted model takes none of it
+_GRADIENT_FIELDS = frozenset(
+    {"optimizer", "lr", "b1", "b2", "eps", "steps", "batch_size", "init_std", "init_zero_out", "eval_every",
+     "ckpt_every", "devices", "init"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model of the progression: its functions and the config fields it ignores."""
+
+    name: str
+    param_shapes: Callable[[GPTConfig], dict[str, tuple[int, int]]]
+    forward: Callable[[Params, jax.Array, GPTConfig], jax.Array]
+    init_cache: Callable[[GPTConfig, int, jnp.dtype], Cache]
+    forward_step: Callable[[Params, jax.Array, jax.Array, Cache, GPTConfig], tuple[jax.Array, Cache]]
+    counted: bool
+    unused: frozenset[str]
+
+
+def _no_cache(config: GPTConfig, batch: int, dtype: jnp.dtype) -> Cache:
+    return {}  # the bigram and the MLP see only the current token: nothing to carry between positions
+
+
+def _stateless_step(
+    forward: Callable, params: Params, token_B: jax.Array, pos: jax.Array, cache: Cache, config: GPTConfig
+) -> tuple[jax.Array, Cache]:
+    return forward(params, token_B[:, None], config)[:, 0], cache
+
+
+def _bigram_forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
+    return bigram.bigram_forward(params, tokens_BxT)
+
+
+def _mlp_forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
+    return mlp.mlp_forward(params, tokens_BxT)
+
+
+REGISTRY: dict[str, Model] = {
+    "bigram": Model(
+        "bigram", bigram.param_shapes, _bigram_forward, _no_cache, partial(_stateless_step, _bigram_forward),
+        counted=True, unused=_GRADIENT_FIELDS | {"n_layer", "n_embd", "n_head"},
+    ),
+    "mlp": Model(
+        "mlp", mlp.param_shapes, _mlp_forward, _no_cache, partial(_stateless_step, _mlp_forward),
+        counted=False, unused=frozenset({"n_layer", "n_head", "smoothing"}),
+    ),
+    "gpt": Model(
+        "gpt", gpt_shapes, gpt, init_kv_cache, gpt_step,
+        counted=False, unused=frozenset({"smoothing"}),
+    ),
+}  # fmt: skip
+assert set(REGISTRY) == set(MODELS)  # config.py validates the names without importing the models
+
+
+def get(config: GPTConfig) -> Model:
+    """The registry entry of ``config.model``."""
+    return REGISTRY[config.model]
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
-    """The state_dict's names and (nout, nin) shapes for ``config.model``."""
-    if config.model == "bigram":
-        return bigram.param_shapes(config)
-    if config.model == "mlp":
-        return mlp.param_shapes(config)
-    return model.param_shapes(config)
+    """The state_dict's names and (nout, nin) shapes for ``config.model``, in the original's order."""
+    return get(config).param_shapes(config)
+
+
+def num_params(params: Params) -> int:
+    """Total number of scalars in a state_dict."""
+    return sum(int(p.size) for p in params.values())
+
+
+@partial(jax.jit, static_argnames=("shapes", "zero_out", "dtype"))
+def _init(key: jax.Array, std: jax.Array, *, shapes: tuple, zero_out: bool, dtype: jnp.dtype) -> Params:
+    # one compiled program for every matrix: eager op-by-op init compiled a small program per matrix
+    keys = jax.random.split(key, len(shapes))
+    params = {}
+    for k, (name, shape) in zip(keys, shapes, strict=True):
+        if zero_out and name.endswith(("attn_wo", "mlp_fc2")):
+            params[name] = jnp.zeros(shape, dtype)
+        else:
+            # the barrier keeps XLA from fusing the scaling into the draw: the same bits as drawing, then scaling
+            params[name] = std * jax.lax.optimization_barrier(jax.random.normal(k, shape, dtype))
+    return params
 
 
 def init_params(
     key: jax.Array, config: GPTConfig, std: float = 0.08, zero_out: bool = False, dtype: jnp.dtype | None = None
 ) -> Params:
-    """Every matrix N(0, std), for any model (the GPT's are exactly ``model.init_params``'s). ``zero_out``
-    starts attn_wo and mlp_fc2 at zero. A bigram starts uniform (zeros); it is built by counting instead."""
-    if config.model == "bigram":
-        dtype = dtype or jnp.zeros(()).dtype
-        return {name: jnp.zeros(shape, dtype) for name, shape in param_shapes(config).items()}
-    return model.init_params(key, config, std, zero_out, dtype, shapes=param_shapes(config))
+    """Every matrix N(0, std), one PRNG key per matrix (``jax.random.split(key, n)``) in state_dict order.
+
+    ``zero_out`` is microgpt's earlier variant: attn_wo and mlp_fc2 start at zero (use it with std 0.02).
+    A counted model (the bigram) starts uniform, all zeros: it is built by counting instead.
+    ``dtype`` defaults to JAX's default float (float64 under x64)."""
+    dtype = jnp.dtype(dtype or default_float())
+    shapes = tuple(param_shapes(config).items())
+    if get(config).counted:
+        return {name: jnp.zeros(shape, dtype) for name, shape in shapes}
+    params = _init(key, jnp.asarray(std, dtype), shapes=shapes, zero_out=zero_out, dtype=dtype)
+    return {name: params[name] for name, _ in shapes}  # jit returns dicts sorted by key: the original's order
 
 
 def forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
     """Next-token logits at every position of a batch of sequences: (B, T) int tokens -> (B, T, V)."""
-    if config.model == "bigram":
-        return bigram.bigram_forward(params, tokens_BxT)
-    if config.model == "mlp":
-        return mlp.mlp_forward(params, tokens_BxT)
-    return model.gpt(params, tokens_BxT, config)
+    return get(config).forward(params, tokens_BxT, config)
 
 
-def init_cache(config: GPTConfig, batch: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
-    """What sampling carries between positions: the GPT's key/value cache; nothing for bigram and MLP,
-    which see only the current token."""
-    if config.model == "gpt":
-        return model.init_kv_cache(config, batch, dtype)
-    return {}
+def init_cache(config: GPTConfig, batch: int, dtype: jnp.dtype | None = None) -> Cache:
+    """What sampling carries between positions: the GPT's key/value cache; nothing for bigram and MLP."""
+    return get(config).init_cache(config, batch, dtype or default_float())
 
 
 def forward_step(
-    params: Params, token_B: jax.Array, pos: jax.Array, cache: dict[str, jax.Array], config: GPTConfig
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+    params: Params, token_B: jax.Array, pos: jax.Array, cache: Cache, config: GPTConfig
+) -> tuple[jax.Array, Cache]:
     """One token per sequence at position ``pos``: (logits_BxV, new cache)."""
-    if config.model == "gpt":
-        return model.gpt_step(params, token_B, pos, cache, config)
-    return forward(params, token_B[:, None], config)[:, 0], cache
+    return get(config).forward_step(params, token_B, pos, cache, config)

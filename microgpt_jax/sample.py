@@ -13,6 +13,7 @@ from jax.sharding import PartitionSpec as P
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer
+from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh
 from microgpt_jax.errors import UserError
 from microgpt_jax.models import forward_step, init_cache
 from microgpt_jax.xla_options import YNN_OFF, jit_with_cpu_options
@@ -135,9 +136,6 @@ def _sample_scan(
     return tokens_SxN.T
 
 
-SAMPLE_AXIS = "samples"
-
-
 @functools.cache
 def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
     """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
@@ -153,13 +151,10 @@ def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float 
 
 
 def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
-    """The mesh to spread ``num_samples`` samples over: every device (or the first ``devices``) when the samples
-    split evenly over them, else None (one device)."""
-    all_devices = jax.devices()
-    n = min(devices or len(all_devices), len(all_devices))
-    if n < 2 or num_samples % n:
-        return None
-    return Mesh(np.asarray(all_devices[:n]), (SAMPLE_AXIS,))
+    """The mesh to spread ``num_samples`` samples over (``devices.device_count``'s rule: every device when they
+    split evenly, else one; or the ``devices`` asked for), or None for one device."""
+    n = device_count(devices, num_samples, flag="--num-samples")
+    return make_mesh(SAMPLE_AXIS, n) if n > 1 else None
 
 
 def sample_tokens(
@@ -179,7 +174,7 @@ def sample_tokens(
     says; a UserError when out of range.
 
     The samples are spread over every device (or the first ``devices``) when they split evenly: on a CPU given
-    a device per core (``train.set_cpu_devices``), both cores sample. A key gives the same names on any number
+    a device per core (``devices.set_cpu_devices``), both cores sample. A key gives the same names on any number
     of devices (all uniforms are drawn from it up front), up to float rounding in the logits."""
     top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
     dtype = params["wte"].dtype

@@ -24,6 +24,7 @@ import io
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,14 +38,17 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from microgpt_jax.config import DEFAULT_LR, GPTConfig, TrainConfig
+from microgpt_jax import devices
+from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
+from microgpt_jax.data import Corpus, encode_docs
+from microgpt_jax.devices import MEMBER_AXIS as AXIS
 from microgpt_jax.errors import UserError
+from microgpt_jax.io import atomic_write_bytes, atomic_write_text, save_params
 from microgpt_jax.loss import nll_sum
 from microgpt_jax.models import init_params
 from microgpt_jax.train import hparams_of, init_opt_state, padded_batches, train_chunk
 from microgpt_jax.xla_options import YNN_MATMULS_ONLY, jit_with_cpu_options
 
-AXIS = "members"
 MODEL_KEYS = ("n_layer", "n_embd", "n_head", "block_size")
 TRAIN_KEYS = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps")
 GRID_KEYS = TRAIN_KEYS + MODEL_KEYS  # the CSV's hyperparameter columns, named like the flags
@@ -75,7 +79,8 @@ class Member:
 def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> list[Member]:
     """The cross product of ``grid`` (keys from GRID_KEYS, each a list of values) over the base configs.
 
-    An ``lr`` of None (or no ``lr`` key) means the optimizer's default lr (``config.DEFAULT_LR``), as in ``train``.
+    A field the grid does not name keeps the base config's value. An ``lr`` of None means the member's
+    optimizer's default (``config.DEFAULT_LR``) and an ``init_std`` of None the init's default, as in ``train``.
     """
     unknown = set(grid) - set(GRID_KEYS)
     if unknown:
@@ -88,20 +93,14 @@ def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str
     for i, values in enumerate(itertools.product(*(grid[k] for k in keys))):
         point = dict(zip(keys, values, strict=True))
         config = dataclasses.replace(base_config, **{k: v for k, v in point.items() if k in MODEL_KEYS})
-        train_values = {k: v for k, v in point.items() if k in TRAIN_KEYS}
-        if train_values.get("lr", "unset") is None or ("lr" not in train_values and "lr" not in grid):
-            train_values["lr"] = DEFAULT_LR[train_values.get("optimizer", base_train.optimizer)]
-        members.append(Member(i, config, dataclasses.replace(base_train, **train_values)))
+        train = {**base_train.to_dict(), **{k: v for k, v in point.items() if k in TRAIN_KEYS}}
+        members.append(Member(i, config, TrainConfig(**train)))
     return members
 
 
-def make_mesh(devices: int | None = None) -> Mesh:
-    """A 1-D mesh over the first ``devices`` devices (default all, every host's) with axis ``members``."""
-    all_devices = jax.devices()
-    n = len(all_devices) if devices is None else devices
-    if not 1 <= n <= len(all_devices):
-        raise UserError(f"--devices {n}: this machine has {len(all_devices)} device(s): pick 1..{len(all_devices)}")
-    return Mesh(np.asarray(all_devices[:n]), (AXIS,))
+def make_mesh(requested: int | None = None) -> Mesh:
+    """The ``members`` mesh over the first ``requested`` devices (default all, every host's)."""
+    return devices.make_mesh(AXIS, devices.device_count(requested, 0))
 
 
 def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -223,8 +222,6 @@ def run_sweep(
     """
     from tqdm import tqdm
 
-    from microgpt_jax.data import encode_docs
-
     mesh = mesh if mesh is not None else make_mesh()
     D = mesh.devices.size
     if members and members[0].config.model != "gpt":
@@ -238,7 +235,7 @@ def run_sweep(
     for g, group in enumerate(groups):
         t0 = time.perf_counter()
         config, tc0 = group[0].config, group[0].train
-        dtype = jnp.float64 if tc0.x64 else jnp.float32
+        dtype = devices.float_dtype(tc0.x64)
         bs = config.block_size
         if bs not in encoded:
             encoded[bs] = (encode_docs(train_docs, tokenizer, bs), encode_docs(val_docs, tokenizer, bs))
@@ -266,6 +263,8 @@ def run_sweep(
                 params, opt_state, hparams, tokens_dev, n_dev, jnp.asarray(s, jnp.int32), end
             )
             chunks.append(losses)
+            if not bar.disable:  # the bar counts finished steps: wait for the chunk (dispatch is asynchronous)
+                losses.block_until_ready()
             bar.update(min(chunk, steps - s))
         bar.close()
         losses_MxS = np.concatenate([_to_host(c) for c in chunks], axis=1)[:, :steps]
@@ -298,21 +297,19 @@ def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(ok, key=lambda r: r[key]) if ok else None
 
 
-def train_command(row: dict[str, Any], data_args: dict[str, Any], out: str = "runs/best") -> str:
-    """The exact ``microgpt-jax train`` command that reproduces one member."""
+def train_command(member: Member, data: DataConfig, out: str = "runs/best") -> str:
+    """The exact ``microgpt-jax train`` command that reproduces one member (same init, data order and recipe)."""
     parts = ["microgpt-jax", "train", "--out", out]
-    if data_args.get("data"):
-        parts += ["--data", str(data_args["data"])]
-    if data_args.get("no_shuffle"):
-        parts.append("--no-shuffle")
-    else:
-        parts += ["--shuffle-seed", str(data_args.get("shuffle_seed", 42))]
-    parts += ["--val-size", str(data_args.get("val_size", 1000))]
+    if data.path is not None:
+        parts += ["--data", str(data.path)]
+    parts += ["--no-shuffle"] if data.shuffle_seed is None else ["--shuffle-seed", str(data.shuffle_seed)]
+    parts += ["--val-size", str(data.val_size)]
+    values = member.hyperparams()
     for k in MODEL_KEYS + TRAIN_KEYS:
-        parts += [f"--{k.replace('_', '-')}", repr(row[k]) if isinstance(row[k], float) else str(row[k])]
-    if data_args.get("init_variant") == "early":
+        parts += [f"--{k.replace('_', '-')}", repr(values[k]) if isinstance(values[k], float) else str(values[k])]
+    if member.train.init_zero_out:
         parts += ["--init-variant", "early"]
-    if data_args.get("x64"):
+    if member.train.x64:
         parts.append("--x64")
     return " ".join(parts)
 
@@ -323,8 +320,6 @@ def _json_value(v: Any) -> Any:
 
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     """``results.csv`` and ``results.json`` (non-finite numbers become null in JSON), written atomically."""
-    from microgpt_jax.io import atomic_write_text
-
     if not rows:
         return
     buf = io.StringIO()
@@ -342,8 +337,6 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from microgpt_jax.io import atomic_write_bytes
 
     others = [k for k in varying if k != "lr"]
     lines: dict[tuple, list[tuple[float, float]]] = {}
@@ -369,108 +362,58 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
     atomic_write_bytes(path, buf.getvalue())
 
 
-def bench_sweep(
-    members: int = 64, steps: int = 1000, repeats: int = 5, chunk: int = 100, devices: int | None = None
-) -> float:
-    """sweep_model_steps_per_s: member-steps per second of the microgpt config (Adam, batch 1) after compile,
-    the median of ``repeats`` runs on ``devices`` devices (default all). Uses synthetic names: no corpus needed."""
-    from microgpt_jax.data import Tokenizer, encode_docs
-
-    rng = np.random.default_rng(0)
-    docs = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 9))) for _ in range(2000)]
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    mesh = make_mesh(devices)
-    tok, n = encode_docs(docs, tokenizer, config.block_size)
-    shard, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
-    M = members + (-members % mesh.devices.size)
-    tcs = [TrainConfig(seed=i, steps=steps) for i in range(M)]
-    params0 = init_members(tcs, config, jnp.float32)
-    opt0 = jax.tree.map(np.asarray, _init_opt_program("adam")(params0))
-    hp = jax.tree.map(lambda x: _put(x, shard), _stack([hparams_of(tc, jnp.float32) for tc in tcs]))
-    chunk = min(chunk, steps)
-    fn = _group_program(config, "adam", 1, chunk, mesh)
-    tokens_dev, n_dev = _put(tok, rep), _put(n, rep)
-    end = jnp.asarray(steps, jnp.int32)
-
-    def once() -> float:
-        params = jax.tree.map(lambda x: _put(x, shard), params0)
-        opt_state = jax.tree.map(lambda x: _put(x, shard), opt0)
-        t0 = time.perf_counter()
-        for s in range(0, steps, chunk):
-            params, opt_state, losses = fn(params, opt_state, hp, tokens_dev, n_dev, jnp.asarray(s, jnp.int32), end)
-        jax.block_until_ready(losses)
-        return time.perf_counter() - t0
-
-    once()  # compile
-    times = sorted(once() for _ in range(repeats))
-    return members * steps / times[len(times) // 2]
-
-
-def grid_from_args(args: Any, early: bool) -> dict[str, list[Any]]:
-    """The grid named by the sweep flags (each a list); unset ``--lr`` means each optimizer's default."""
-    return {
-        "optimizer": args.optimizer,
-        "lr": args.lr if args.lr else [None],
-        "seed": list(range(args.seeds)) if args.seeds else args.seed,
-        "init_std": args.init_std if args.init_std else [0.02 if early else 0.08],
-        "b1": args.b1,
-        "b2": args.b2,
-        "batch_size": args.batch_size,
-        "steps": args.steps,
-        "n_layer": args.n_layer,
-        "n_embd": args.n_embd,
-        "n_head": args.n_head,
-        "block_size": args.block_size,
-    }
-
-
-def run_cli(args: Any) -> int:
-    """``microgpt-jax sweep``: train the grid, write results.csv/json and sweep.png, print the best member."""
-    from microgpt_jax.cli import load_corpus, prepare_out_dir
-    from microgpt_jax.io import save_params
-
-    train_docs, val_docs, tokenizer, data_path = load_corpus(args)
-    early = args.init_variant == "early"
-    base_config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    base_train = TrainConfig(init_zero_out=early, x64=args.x64)
-    members = grid_members(base_config, base_train, grid_from_args(args, early))
-    mesh = make_mesh(args.devices)
+def sweep_run(
+    out: str | os.PathLike,
+    members: list[Member],
+    corpus: Corpus,
+    data: DataConfig,
+    *,
+    devices_requested: int | None = None,
+    chunk: int = 100,
+    save_member_params: bool = False,
+    progress: bool = True,
+    verbose: bool = True,
+) -> SweepResult:
+    """``microgpt-jax sweep`` as a library call: train ``members`` on ``corpus`` and write ``out``/results.csv,
+    results.json, sweep.png (and members/<id>/params.safetensors); prints the best member with the ``train``
+    command that reproduces it. Only process 0 writes and prints."""
+    log = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
+    mesh = make_mesh(devices_requested)
     lead = jax.process_index() == 0
-    out = prepare_out_dir(args.out) if lead else Path(args.out)
+    out = Path(out)
+    if lead:  # every check above this line: a bad flag leaves no directory
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out") from None
     n_groups = len({(m.config, m.train.optimizer, m.train.batch_size) for m in members})
-    if lead:
-        print(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
+    log(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
     t0 = time.perf_counter()
     result = run_sweep(
-        members, train_docs, val_docs, tokenizer, mesh=mesh, chunk=args.chunk,
-        keep_params=args.save_params, progress=not args.no_progress,
+        members, corpus.train_docs, corpus.val_docs, corpus.tokenizer, mesh=mesh, chunk=chunk,
+        keep_params=save_member_params, progress=progress,
     )  # fmt: skip
     if not lead:
-        return 0
+        return result
     rows = result.rows
     write_results(out, rows)
     varying = [k for k in GRID_KEYS if len({r[k] for r in rows}) > 1]
     plot_sweep(out / "sweep.png", rows, varying)
-    if args.save_params:
+    if save_member_params:
         for m, p in zip(members, result.params, strict=True):
             (out / "members" / str(m.index)).mkdir(parents=True, exist_ok=True)
-            save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, tokenizer.uchars)
+            save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, corpus.tokenizer.uchars)
     n_bad = sum(r["diverged"] for r in rows)
-    print(f"trained {len(rows)} members in {time.perf_counter() - t0:.1f} s; {n_bad} diverged")
+    log(f"trained {len(rows)} members in {time.perf_counter() - t0:.1f} s; {n_bad} diverged")
     best = best_row(rows)
     if best is None:
-        print("every member diverged: lower --lr")
+        log("every member diverged: lower --lr")
     else:
         settings = ", ".join(f"{k}={best[k]}" for k in varying) or "the only member"
-        print(f"best: member {best['id']} ({settings}): val_loss {best['val_loss']:.4f}, "
-              f"train_loss {best['train_loss']:.4f}")  # fmt: skip
-        data_args = {
-            "data": str(data_path), "no_shuffle": args.no_shuffle, "shuffle_seed": args.shuffle_seed,
-            "val_size": args.val_size, "init_variant": args.init_variant, "x64": args.x64,
-        }  # fmt: skip
-        print("reproduce it with:")
-        print("  " + train_command(best, data_args))
-    extra = ", members/<id>/params.safetensors" if args.save_params else ""
-    print(f"wrote {out}/results.csv, results.json, sweep.png{extra}")
-    return 0
+        log(f"best: member {best['id']} ({settings}): val_loss {best['val_loss']:.4f}, "
+            f"train_loss {best['train_loss']:.4f}")  # fmt: skip
+        log("reproduce it with (equal to the member up to float rounding, see the README):")
+        log("  " + train_command(members[best["id"]], data))
+    extra = ", members/<id>/params.safetensors" if save_member_params else ""
+    log(f"wrote {out}/results.csv, results.json, sweep.png{extra}")
+    return result

@@ -9,7 +9,6 @@ values and a sweep can vmap over them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.devices import DATA_AXIS
 from microgpt_jax.loss import loss_fn, nll_sum
 from microgpt_jax.optim import make_optimizer
 
@@ -56,51 +56,6 @@ def train_step(
     loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxT1, n_B, config)
     params, opt_state = opt.update(grads, opt_state, params)
     return params, opt_state, loss
-
-
-DATA_AXIS = "data"
-
-
-def usable_cores() -> int:
-    """How many CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def set_cpu_devices(n: int | None = None) -> bool:
-    """Give JAX's CPU backend ``n`` devices (default: one per usable core), so a mesh can spread work over cores.
-
-    JAX's CPU backend is one device by default, and one device runs one XLA program at a time on (mostly) one
-    thread; with a device per core, a sweep's members or a batch's halves run side by side. Only possible
-    before JAX's backends start (the first JAX computation); returns False and changes nothing if they have
-    started, or if XLA_FLAGS (--xla_force_host_platform_device_count) or $JAX_NUM_CPU_DEVICES already say.
-    On a GPU or TPU machine it only adds CPU devices, which meshes over ``jax.devices()`` do not use."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
-        return False
-    try:
-        jax.config.update("jax_num_cpu_devices", n or usable_cores())
-    except RuntimeError:  # backends already initialised: the device count is fixed for this process
-        return False
-    return True
-
-
-def data_mesh(devices: int | None, batch_size: int) -> Mesh | None:
-    """The 1-D ``data`` mesh that data-parallel training splits each batch over, or None for one device.
-
-    ``devices`` None means every device (every host's) when the batch splits evenly over them, else one device.
-    """
-    from microgpt_jax.errors import UserError
-
-    all_devices = jax.devices()
-    if devices is None:
-        devices = len(all_devices) if batch_size % len(all_devices) == 0 else 1
-    if not 1 <= devices <= len(all_devices):
-        raise UserError(f"--devices {devices}: there are {len(all_devices)} device(s): pick 1..{len(all_devices)}")
-    if batch_size % devices:
-        raise UserError(f"--batch-size {batch_size} does not split over {devices} devices: use a multiple of {devices}")
-    return Mesh(np.asarray(all_devices[:devices]), (DATA_AXIS,)) if devices > 1 else None
 
 
 def shard_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
@@ -225,7 +180,8 @@ def train(
     ``chunk`` steps run per compiled call (default: ``default_chunk``); a chunk also ends at every step in
     ``boundaries`` (evaluations, checkpoints). ``on_chunk`` is called after each chunk; returning True stops
     the run there.
-    With a ``mesh`` (see ``data_mesh``) params are replicated and each batch is split over its devices.
+    With a ``mesh`` (``devices.make_mesh(DATA_AXIS, n)``) params are replicated and each batch is split over
+    its devices.
     """
     tc = train_config
     dtype = jax.tree.leaves(params)[0].dtype

@@ -52,7 +52,7 @@ def train_argv(out: Path, corpus: Path, *extra: str) -> list[str]:
     ("extra", "match"),
     [
         (["--n-embd", "10", "--n-head", "4"], "n_embd (10) must be divisible by n_head (4)"),
-        (["--block-size", "1"], "block_size must be >= 2"),
+        (["--block-size", "1"], "--block-size: must be >= 2, got 1"),
         (["--steps", "0"], "--steps: must be >= 1"),
         (["--steps", "-3"], "--steps: must be >= 1"),
         (["--lr", "0"], "--lr: must be a finite number > 0"),
@@ -63,7 +63,7 @@ def train_argv(out: Path, corpus: Path, *extra: str) -> list[str]:
         (["--temperature", "-0.5"], "--temperature: must be a finite number > 0"),
         (["--num-samples", "0"], "--num-samples: must be >= 1"),
         (["--ckpt-every", "0"], "--ckpt-every: must be >= 1"),
-        (["--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
+        (["--optimizer", "rmsprop"], "--optimizer: invalid choice 'rmsprop': use one of adam, sgd"),
     ],
 )
 def test_bad_train_flags(tmp_path: Path, good, capsys, extra: list[str], match: str) -> None:
@@ -215,7 +215,7 @@ def test_resume_of_something_that_is_not_a_run(tmp_path: Path, good, capsys) -> 
     fails(["train", "--resume", str(good["run"])], capsys, "has no checkpoint to resume from")
     fails(["train", "--resume", str(good["run"]), "--out", str(tmp_path)], capsys, "not allowed with argument")
     (tmp_path / "config.json").write_text("{not json")
-    fails(["train", "--resume", str(tmp_path)], capsys, "does not record the run's flags")
+    fails(["train", "--resume", str(tmp_path)], capsys, "is not a run config this version reads")
 
 
 def test_unwritable_outputs(tmp_path: Path, good, capsys) -> None:

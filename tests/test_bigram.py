@@ -127,8 +127,8 @@ def test_train_bigram_cli_counts_saves_and_samples(tiny_corpus, tmp_path, capsys
         (["--model", "bigram", "--steps", "1000"], "drop --steps"),  # even at its default: it would do nothing
         (["--model", "bigram", "--optimizer", "sgd", "--lr", "0.1"], "drop --optimizer, --lr"),
         (["--model", "bigram", "--n-embd", "8"], "drop --n-embd"),
-        (["--model", "mlp", "--smoothing", "0.5"], "--smoothing is for --model bigram only"),
-        (["--model", "unknown"], "invalid choice: 'unknown'"),
+        (["--model", "mlp", "--smoothing", "0.5"], "--model mlp does not use --smoothing: drop it"),
+        (["--model", "unknown"], "invalid choice 'unknown': use one of gpt, mlp, bigram"),
         (["--model", "bigram", "--smoothing", "0"], "--smoothing: must be a finite number > 0"),
     ],
 )

@@ -185,7 +185,7 @@ def test_resume_flags(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) ->
     capsys.readouterr()
     # flags that change the computation conflict; writing into an unfinished run is refused
     assert main(["train", "--resume", str(run), "--lr", "0.02"]) == 2
-    assert "--lr 0.02 conflicts with the run's saved --lr unset" in capsys.readouterr().err
+    assert "--lr 0.02 conflicts with the run's saved --lr 0.01" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--data", str(tmp_path / "other.txt")]) == 2
     assert main(["train", "--out", str(run), *run_flags(tiny_corpus)]) == 2
     assert "holds an unfinished run (checkpoint at step 100 of 300)" in capsys.readouterr().err

@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from microgpt_jax.devices import device_count
 from microgpt_jax.errors import UserError
-from microgpt_jax.train import data_mesh
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_data_mesh_on_one_device():
-    assert data_mesh(None, 1) is None  # a single device: no mesh
-    assert data_mesh(1, 4) is None
+def test_device_count_on_one_device():
+    assert device_count(None, 1) == 1  # a single device
+    assert device_count(1, 4) == 1
     with pytest.raises(UserError, match="--devices 2"):
-        data_mesh(2, 4)  # this process sees one CPU device
+        device_count(2, 4)  # this process sees one CPU device
 
 
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia", "harper", "evelyn"] * 3
@@ -44,13 +44,15 @@ def test_four_devices_equal_one_device(tmp_path):
         """
         from functools import partial
         from microgpt_jax.errors import UserError
-        from microgpt_jax.train import data_mesh, hparams_of, init_opt_state, train, train_chunk
+        from microgpt_jax.devices import DATA_AXIS, device_count, make_mesh
+        from microgpt_jax.train import hparams_of, init_opt_state, train, train_chunk
         assert len(jax.devices()) == 4
-        mesh = data_mesh(None, 4)
-        assert mesh is not None and mesh.devices.size == 4 and mesh.axis_names == ("data",)
-        assert data_mesh(None, 3) is None  # 3 does not split over 4: one device
+        assert device_count(None, 4) == 4
+        mesh = make_mesh(DATA_AXIS, 4)
+        assert mesh.devices.size == 4 and mesh.axis_names == ("data",)
+        assert device_count(None, 3) == 1  # 3 does not split over 4: one device
         try:
-            data_mesh(2, 3)
+            device_count(2, 3)
             raise AssertionError("expected UserError")
         except UserError as e:
             assert "--batch-size 3" in str(e)

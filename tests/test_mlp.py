@@ -13,14 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microgpt_jax import model
 from microgpt_jax.cli import main
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer, encode_docs
+from microgpt_jax.gradcheck import format_gradient_check, gradient_check
 from microgpt_jax.loss import loss_fn
-from microgpt_jax.mlp import analytic_value_and_grad, format_gradient_check, gradient_check, numerical_gradient
-from microgpt_jax.model import num_params
-from microgpt_jax.models import forward, init_params, param_shapes
+from microgpt_jax.mlp import analytic_value_and_grad, numerical_gradient
+from microgpt_jax.models import forward, init_params, num_params, param_shapes
 from microgpt_jax.optim import sgd
 
 MLP = GPTConfig(vocab_size=27, model="mlp")
@@ -46,13 +45,6 @@ def test_param_counts_of_the_progression() -> None:
     # MLP: wte 27x16 + mlp_fc1 64x16 + mlp_fc2 27x64 = 432 + 1,024 + 1,728
     assert counts == {"bigram": 729, "mlp": 3184, "gpt": 4192, "gpt block 8": 4064}
     assert param_shapes(MLP) == {"wte": (27, 16), "mlp_fc1": (64, 16), "mlp_fc2": (27, 64)}
-
-
-def test_gpt_init_is_the_core_init() -> None:
-    key = jax.random.key(42)
-    ours, core = init_params(key, GPTConfig()), model.init_params(key, GPTConfig())
-    assert list(ours) == list(core)
-    assert all(np.array_equal(ours[k], core[k]) for k in core)
 
 
 def test_mlp_forward_is_the_formula() -> None:

@@ -14,7 +14,7 @@ from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs, load_docs, shuffle_docs
 from microgpt_jax.io import load_params
 from microgpt_jax.loss import loss_fn
-from microgpt_jax.model import param_shapes
+from microgpt_jax.models import param_shapes
 from microgpt_jax.train import train
 
 DOCS_ORDER_SHA256 = "d1bb4465efc0fe91fb0fb0a76fa7f27e2819f9582415f6d47350af732cab8a62"

@@ -16,7 +16,7 @@ import pytest
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.model import init_params
+from microgpt_jax.models import init_params
 from microgpt_jax.sample import decode_samples, draw, sample, sample_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_samples_spread_over_devices_equal_one_device():
         """
         import jax, numpy as np
         from microgpt_jax.config import GPTConfig
-        from microgpt_jax.model import init_params
+        from microgpt_jax.models import init_params
         from microgpt_jax.sample import sample_mesh, sample_tokens
         config = GPTConfig(vocab_size=27)
         params = init_params(jax.random.key(0), config, std=0.3)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import GPTConfig, TrainConfig
-from microgpt_jax.model import init_params
+from microgpt_jax.models import init_params
 from microgpt_jax.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

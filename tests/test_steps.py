@@ -59,6 +59,15 @@ def test_commands_are_the_cli_recipes(steps) -> None:
         assert args.command == "train"
 
 
+def test_quick_mode_writes_no_results_unless_asked(steps, tiny_corpus, tmp_path, monkeypatch, capsys) -> None:
+    """--quick once overwrote the tracked experiments/results/ files with quick-mode figures."""
+    monkeypatch.setattr(steps, "RESULTS", tmp_path / "results")  # where a default would have written
+    monkeypatch.chdir(tmp_path)  # and the run directories, were they not in a temp dir
+    assert steps.main(["--quick", "--data", str(tiny_corpus), "--val-size", "5", "--num-samples", "1"]) == 0
+    assert "no results written" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.txt"]
+
+
 def test_a_missing_corpus_is_one_line_and_status_2(tmp_path) -> None:
     """The script, run as a program, reports a bad --data as the CLI does: one line, exit 2, nothing written."""
     import subprocess

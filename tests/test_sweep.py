@@ -19,8 +19,9 @@ from conftest import run_cli
 from microgpt_jax import cli, sweep
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs
+from microgpt_jax.devices import usable_cores
 from microgpt_jax.models import init_params
-from microgpt_jax.train import evaluate, train, usable_cores
+from microgpt_jax.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia", "harper", "evelyn"] * 3
@@ -98,7 +99,7 @@ def test_cli_sweep_two_shape_groups_writes_results(tmp_path, tiny_corpus, capsys
 
     # the printed command parses as train's flags naming exactly this member (test 1 shows train equals it)
     args = cli.build_parser().parse_args(command.split()[1:])
-    assert args.command == "train" and args.data == str(tiny_corpus) and args.val_size == 10
+    assert args.command == "train" and args.path == str(tiny_corpus) and args.val_size == 10
     for key in sweep.GRID_KEYS:
         assert getattr(args, key) == best[key], key
 
@@ -167,3 +168,14 @@ def test_program_gives_each_cpu_core_a_device(tmp_path, tiny_corpus):
     proc = run_cli("train", "--out", str(tmp_path / "dp"), *common[:-1], "--batch-size", "3", "--devices", "3", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "dp" / "params.safetensors").exists()
+
+
+def test_grid_keeps_the_base_recipe_and_none_means_each_default() -> None:
+    """A grid without ``lr`` once trained at 0.01 whatever the base config's lr."""
+    base = GPTConfig()
+    members = sweep.grid_members(base, TrainConfig(lr=0.05, steps=7), {"seed": [0, 1]})
+    assert [(m.train.lr, m.train.steps, m.train.seed) for m in members] == [(0.05, 7, 0), (0.05, 7, 1)]
+    members = sweep.grid_members(base, TrainConfig(), {"optimizer": ["adam", "sgd"], "lr": [None]})
+    assert [m.train.lr for m in members] == [0.01, 0.3]
+    early = sweep.grid_members(base, TrainConfig(init_zero_out=True), {"init_std": [None, 0.05]})
+    assert [m.train.init_std for m in early] == [0.02, 0.05]

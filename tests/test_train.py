@@ -9,7 +9,7 @@ import numpy as np
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs
 from microgpt_jax.loss import loss_fn, nll_sum
-from microgpt_jax.model import init_params
+from microgpt_jax.models import init_params
 from microgpt_jax.optim import adam
 from microgpt_jax.train import evaluate, train
 

@@ -9,16 +9,15 @@ import pytest
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
-from microgpt_jax.model import (
+from microgpt_jax.gpt import (
     attention_scores,
     gpt,
     gpt_step,
     init_kv_cache,
-    init_params,
-    num_params,
     param_shapes,
     rmsnorm,
 )
+from microgpt_jax.models import init_params, num_params
 
 NAMES = ["wte", "wpe", "lm_head"] + [
     f"layer{i}.{n}" for i in range(2) for n in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")
@@ -66,17 +65,19 @@ def test_forward_is_causal():
     params = init_params(jax.random.key(1), config)
     a = jnp.array([[6, 1, 2, 3, 4, 5]])
     b = a.at[0, 4:].set(0)  # change the future
-    np.testing.assert_array_equal(gpt(params, a, config)[0, :4], gpt(params, b, config)[0, :4])
+    forward = jax.jit(gpt, static_argnames="config")  # jitted: op-by-op JAX is slow
+    np.testing.assert_array_equal(forward(params, a, config)[0, :4], forward(params, b, config)[0, :4])
 
 
 def test_kv_cache_matches_full_forward():
     config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=6)
     params = init_params(jax.random.key(2), config)
     tokens_BxT = jax.random.randint(jax.random.key(3), (3, 6), 0, 7)
-    full_BxTxV = gpt(params, tokens_BxT, config)
+    full_BxTxV = jax.jit(gpt, static_argnames="config")(params, tokens_BxT, config)
+    step = jax.jit(gpt_step, static_argnames="config")
     cache = init_kv_cache(config, 3)
     for pos in range(6):
-        logits_BxV, cache = gpt_step(params, tokens_BxT[:, pos], jnp.asarray(pos), cache, config)
+        logits_BxV, cache = step(params, tokens_BxT[:, pos], jnp.asarray(pos), cache, config)
         np.testing.assert_allclose(logits_BxV, full_BxTxV[:, pos], atol=1e-5, rtol=1e-5)
 
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from microgpt_jax.config import GPTConfig
+from microgpt_jax.devices import default_float
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
@@ -25,33 +26,6 @@ def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
         shapes[f"layer{i}.mlp_fc1"] = (4 * C, C)
         shapes[f"layer{i}.mlp_fc2"] = (C, 4 * C)
     return shapes
-
-
-def init_params(
-    key: jax.Array,
-    config: GPTConfig,
-    std: float = 0.08,
-    zero_out: bool = False,
-    dtype: jnp.dtype | None = None,
-    shapes: dict[str, tuple[int, int]] | None = None,
-) -> dict[str, jax.Array]:
-    """Every matrix N(0, std), one PRNG key per matrix in state_dict order. ``zero_out`` is the earlier
-    variant: attn_wo and mlp_fc2 start at zero (use it with std 0.02). ``shapes`` defaults to the GPT's."""
-    dtype = dtype or jnp.zeros(()).dtype  # float64 under --x64, else float32
-    shapes = shapes or param_shapes(config)
-    keys = jax.random.split(key, len(shapes))
-    params = {}
-    for k, (name, shape) in zip(keys, shapes.items(), strict=True):
-        if zero_out and name.endswith(("attn_wo", "mlp_fc2")):
-            params[name] = jnp.zeros(shape, dtype)
-        else:
-            params[name] = std * jax.random.normal(k, shape, dtype)
-    return params
-
-
-def num_params(params: dict[str, jax.Array]) -> int:
-    """Total number of scalars in a state_dict."""
-    return sum(int(p.size) for p in params.values())
 
 
 def rmsnorm(x: jax.Array) -> jax.Array:
@@ -74,7 +48,7 @@ def qkv_weight(params: dict[str, jax.Array], layer: int) -> jax.Array:
 
 
 def mlp(params: dict[str, jax.Array], layer: int, x: jax.Array) -> jax.Array:
-    """Pre-norm ReLU MLP of one layer, the residual branch only."""
+    """The MLP block of one layer, its residual branch: pre-norm, expand 4x, ReLU, project back."""
     h = jax.nn.relu(linear(rmsnorm(x), params[f"layer{layer}.mlp_fc1"]))
     return linear(h, params[f"layer{layer}.mlp_fc2"])
 
@@ -99,28 +73,34 @@ def attention_scores(q_BxTxHxD: jax.Array, k_BxSxHxD: jax.Array) -> jax.Array:
     return s_q_BxHxTxS + (s_k_BxHxTxS - sg(s_k_BxHxTxS))
 
 
+def attention(params: dict[str, jax.Array], layer: int, x_BxTxC: jax.Array, config: GPTConfig) -> jax.Array:
+    """The causal multi-head attention block of one layer, its residual branch: pre-norm, q k v, softmax of
+    the scaled scores over the past, the weighted values, the output projection."""
+    B, T, _ = x_BxTxC.shape
+    H, D = config.n_head, config.head_dim
+    qkv_BxTx3C = linear(rmsnorm(x_BxTxC), qkv_weight(params, layer))
+    q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = (a.reshape(B, T, H, D) for a in jnp.split(qkv_BxTx3C, 3, axis=-1))
+    scores_BxHxTxT = attention_scores(q_BxTxHxD, k_BxTxHxD) / D**0.5
+    # a position attends to itself and the past only: the original's growing keys list
+    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
+    weights_BxHxTxT = jax.nn.softmax(jnp.where(causal_TxT, scores_BxHxTxT, -jnp.inf), axis=-1)
+    attn_BxTxC = jnp.einsum("bhts,bshd->bthd", weights_BxHxTxT, v_BxTxHxD).reshape(B, T, H * D)
+    return linear(attn_BxTxC, params[f"layer{layer}.attn_wo"])
+
+
 def gpt(params: dict[str, jax.Array], tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
     """Logits for every position of a batch of causal sequences: (B, T) int tokens -> (B, T, V)."""
-    B, T = tokens_BxT.shape
-    H, D = config.n_head, config.head_dim
+    T = tokens_BxT.shape[1]
     x_BxTxC = rmsnorm(params["wte"][tokens_BxT] + params["wpe"][:T])
-    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
     for i in range(config.n_layer):
-        qkv_BxTx3C = linear(rmsnorm(x_BxTxC), qkv_weight(params, i))
-        q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = (a.reshape(B, T, H, D) for a in jnp.split(qkv_BxTx3C, 3, axis=-1))
-        scores_BxHxTxT = attention_scores(q_BxTxHxD, k_BxTxHxD) / D**0.5
-        # a position attends to itself and the past only: the original's growing keys list
-        scores_BxHxTxT = jnp.where(causal_TxT, scores_BxHxTxT, -jnp.inf)
-        weights_BxHxTxT = jax.nn.softmax(scores_BxHxTxT, axis=-1)
-        attn_BxTxC = jnp.einsum("bhts,bshd->bthd", weights_BxHxTxT, v_BxTxHxD).reshape(B, T, H * D)
-        x_BxTxC = x_BxTxC + linear(attn_BxTxC, params[f"layer{i}.attn_wo"])
-        x_BxTxC = x_BxTxC + mlp(params, i, x_BxTxC)
+        x_BxTxC = x_BxTxC + attention(params, i, x_BxTxC, config)  # 1) multi-head attention block
+        x_BxTxC = x_BxTxC + mlp(params, i, x_BxTxC)  # 2) MLP block
     return linear(x_BxTxC, params["lm_head"])
 
 
 def init_kv_cache(config: GPTConfig, batch: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
     """An empty fixed-size key/value cache (the original's ``keys``/``values`` lists), (L, B, block_size, C)."""
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = dtype or default_float()
     shape = (config.n_layer, batch, config.block_size, config.n_embd)
     return {"keys": jnp.zeros(shape, dtype), "values": jnp.zeros(shape, dtype)}
 

@@ -1,0 +1,100 @@
+"""The device policy in one place: precision, CPU devices per core, and how many devices each job uses.
+
+- ``enable_x64`` / ``float_dtype`` / ``default_float``: float64 (the original's Python floats) or float32;
+- ``set_cpu_devices``: one JAX CPU device per core, before JAX starts (the program does this; a library
+  call never changes JAX settings by itself);
+- ``device_count``: how many devices a job of ``split`` equal pieces runs on, the same rule for training
+  (a batch split over a ``data`` axis), sampling (rows over ``samples``) and sweeps (members over
+  ``members``, padded to fill every device);
+- ``make_mesh``: the 1-D mesh of the first N devices along one named axis.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from microgpt_jax.errors import UserError
+
+DATA_AXIS = "data"
+SAMPLE_AXIS = "samples"
+MEMBER_AXIS = "members"
+
+
+def enable_x64(on: bool) -> None:
+    """Switch JAX to float64 (or back): call before making arrays that should follow."""
+    import jax
+
+    jax.config.update("jax_enable_x64", bool(on))
+
+
+def float_dtype(x64: bool) -> Any:
+    """The parameters' dtype: float64 with ``x64``, else float32."""
+    import jax.numpy as jnp
+
+    return jnp.float64 if x64 else jnp.float32
+
+
+def default_float() -> Any:
+    """JAX's default float dtype now: float64 when x64 is on, else float32 (no array is made to find out)."""
+    import jax
+
+    return jax.dtypes.canonicalize_dtype(np.float64)
+
+
+def usable_cores() -> int:
+    """How many CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_cpu_devices(n: int | None = None) -> bool:
+    """Give JAX's CPU backend ``n`` devices (default: one per usable core), so a mesh can spread work over cores.
+
+    JAX's CPU backend is one device by default, and one device runs one XLA program at a time on (mostly) one
+    thread; with a device per core, a sweep's members or a batch's halves run side by side. Only possible
+    before JAX's backends start (the first JAX computation); returns False and changes nothing if they have
+    started, or if XLA_FLAGS (--xla_force_host_platform_device_count) or $JAX_NUM_CPU_DEVICES already say.
+    On a GPU or TPU machine it only adds CPU devices, which meshes over ``jax.devices()`` do not use."""
+    import jax
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", n or usable_cores())
+    except RuntimeError:  # backends already initialised: the device count is fixed for this process
+        return False
+    return True
+
+
+def device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "--batch-size") -> int:
+    """How many devices a job of ``split`` equal pieces (a batch's rows, samples, members) runs on.
+
+    ``requested`` None: every device when the pieces split evenly over them, else one. An explicit request
+    must be 1..(devices there are) and must split the pieces evenly; anything else is a UserError naming
+    the flag to change. ``split`` 0 is a job that pads itself to any device count (a sweep)."""
+    import jax
+
+    available = len(jax.devices())
+    if requested is None:
+        return available if split % available == 0 else 1
+    if not 1 <= requested <= available:
+        raise UserError(f"--devices {requested}: there are {available} device(s): pick 1..{available}")
+    if split % requested:
+        raise UserError(
+            f"{flag} {split} does not split over {requested} devices: use a multiple of {requested} "
+            f"(or another --devices)"
+        )
+    return requested
+
+
+def make_mesh(axis: str, n: int) -> Any:
+    """The 1-D mesh of the first ``n`` devices (every process's, in ``jax.devices()`` order) along ``axis``."""
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(np.asarray(jax.devices()[:n]), (axis,))

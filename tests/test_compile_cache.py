@@ -1,0 +1,202 @@
+"""The persistent compilation cache: where it goes, which directories it refuses, and that no cache problem fails
+a run (full disk, read-only directory, damaged entries) or prints more than one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import pytest
+
+from microgpt_jax.compile_cache import CACHE_ENV, cache_dir, enable_compile_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+JAX_KEYS = (
+    "jax_compilation_cache_dir",
+    "jax_enable_compilation_cache",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+    "jax_raise_persistent_cache_errors",
+    "jax_persistent_cache_enable_xla_caches",
+)
+
+
+@pytest.fixture
+def jax_settings() -> Iterator[dict]:
+    """JAX's cache settings and the warning machinery, restored after the test (enable_compile_cache sets them
+    process-wide). No test here compiles in-process with a cache set, so JAX never opens one."""
+    saved = {k: jax.config.values[k] for k in JAX_KEYS}
+    with warnings.catch_warnings():
+        yield saved
+    for k, v in saved.items():
+        jax.config.update(k, v)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """A clean environment: no $MICROGPT_JAX_CACHE or $XDG_CACHE_HOME, HOME in tmp_path/home."""
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("setting", ["off", "OFF", " Off ", "0", "none", "None", "false", "no", ""])
+def test_off(setting: str, env: pytest.MonkeyPatch, jax_settings: dict) -> None:
+    assert cache_dir(setting) is None
+    assert enable_compile_cache(setting) is None
+    env.setenv(CACHE_ENV, setting)
+    assert enable_compile_cache() is None
+    assert jax.config.values["jax_compilation_cache_dir"] == jax_settings["jax_compilation_cache_dir"]
+
+
+def test_resolution(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert cache_dir() == home / ".cache" / "microgpt_jax"
+    env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "microgpt_jax"
+    env.setenv("XDG_CACHE_HOME", "relative/xdg")  # not absolute: ignored, as the XDG spec says
+    assert cache_dir() == home / ".cache" / "microgpt_jax"
+    env.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    assert cache_dir(str(tmp_path / "arg")) == tmp_path / "arg"  # the argument beats the environment
+    assert cache_dir("~/c") == home / "c"
+    assert cache_dir("rel").is_absolute()
+    env.setenv(CACHE_ENV, "off")
+    assert cache_dir() is None
+
+
+def test_enable_creates_a_private_directory(env: pytest.MonkeyPatch, tmp_path: Path, jax_settings: dict) -> None:
+    env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    path = enable_compile_cache()
+    assert path == tmp_path / "xdg" / "microgpt_jax"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    values = jax.config.values
+    assert values["jax_compilation_cache_dir"] == str(path)
+    assert values["jax_persistent_cache_min_compile_time_secs"] == 0
+    assert values["jax_persistent_cache_min_entry_size_bytes"] == -1
+    assert values["jax_raise_persistent_cache_errors"] is False
+    assert values["jax_persistent_cache_enable_xla_caches"] is None
+    # an existing directory of ours that only we can write is used as it is
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o755)
+    mine.chmod(0o755)
+    assert enable_compile_cache(str(mine)) == mine
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+def test_group_or_other_writable_is_refused(
+    mode: int, tmp_path: Path, capsys: pytest.CaptureFixture, jax_settings: dict
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    assert enable_compile_cache(str(shared)) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ")
+    assert "writable by group or others" in err and "chmod 700" in err
+    assert jax.config.values["jax_compilation_cache_dir"] == jax_settings["jax_compilation_cache_dir"]
+
+
+def test_other_owner_or_not_a_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, jax_settings: dict
+) -> None:
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+    else:
+        theirs = Path("/")  # root's
+    assert enable_compile_cache(str(theirs)) is None
+    assert "owned by another user" in capsys.readouterr().err
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert enable_compile_cache(str(a_file)) is None
+    assert enable_compile_cache(str(a_file / "sub")) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "cannot create it" in err
+
+
+# A run of the program in miniature: enable the cache, compile two functions, report the cache hits.
+# With "full", every cache file write fails with ENOSPC (a full disk, and what root sees nowhere else).
+RUN = """
+import errno, json, pathlib, sys
+if "full" in sys.argv:
+    write_bytes = pathlib.Path.write_bytes
+    def full(self, data):
+        if self.name.endswith("-cache"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write_bytes(self, data)
+    pathlib.Path.write_bytes = full
+import jax, jax.numpy as jnp
+from jax._src import xla_bridge
+from microgpt_jax.compile_cache import enable_compile_cache
+path = enable_compile_cache(sys.argv[1])
+assert not xla_bridge.backends_are_initialized()  # cheap: no backend started
+hits = []
+jax.monitoring.register_event_listener(lambda event, **kw: hits.append(1) if event.endswith("/cache_hits") else None)
+a = jax.jit(lambda x: x * 2 + 1)(jnp.arange(3.0))
+b = jax.jit(lambda x: jnp.sin(x).sum())(jnp.ones(3))
+print(json.dumps({"path": str(path), "values": a.tolist() + [float(b)], "hits": len(hits)}))
+"""
+VALUES = [1.0, 3.0, 5.0, pytest.approx(3 * 0.8414709848)]
+
+
+def run(cache: Path, *args: str) -> tuple[dict, str]:
+    """RUN in a fresh Python with warnings as errors (a cache problem must not become one): (its JSON, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", RUN, str(cache), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_second_run_reads_the_cache_and_damaged_entries_cost_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first, err = run(cache)
+    assert first == {"path": str(cache), "values": VALUES, "hits": 0}
+    assert err == ""
+    entries = sorted(cache.glob("*-cache"))
+    assert len(entries) >= 2
+    second, err = run(cache)
+    assert second["hits"] >= 2 and second["values"] == VALUES
+    assert err == "" and sorted(cache.glob("*-cache")) == entries
+    for entry in entries:  # as a run killed while writing, or one still writing, leaves them
+        entry.write_bytes(entry.read_bytes()[:50])
+    third, err = run(cache)
+    assert third["values"] == VALUES
+    assert err.count("\n") == 1 and err.startswith(f"warning: compilation cache {cache}: could not read")
+
+
+def test_full_disk_costs_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    res, err = run(cache, "full")
+    assert res["values"] == VALUES
+    assert err.count("\n") == 1 and "could not save a compiled program" in err and "No space left" in err
+    assert not list(cache.glob("*-cache"))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to a 0500 directory")
+def test_read_only_directory_costs_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o500)
+    cache.chmod(0o500)
+    try:
+        res, err = run(cache)
+    finally:
+        cache.chmod(0o700)
+    assert res["values"] == VALUES
+    assert err.count("\n") == 1 and "could not save a compiled program" in err

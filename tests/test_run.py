@@ -75,7 +75,9 @@ def test_empty_out_is_refused(tiny_corpus: Path, tmp_path: Path, monkeypatch) ->
 
 
 def test_counted_model_is_a_run_too(tiny_corpus: Path, tmp_path: Path) -> None:
-    result = run.train_run(tmp_path / "bigram", GPTConfig(model="bigram"), data=DataConfig(path=tiny_corpus, val_size=10),
-                           sample=SampleConfig(num_samples=3), verbose=False)  # fmt: skip
+    data = DataConfig(path=tiny_corpus, val_size=10)
+    result = run.train_run(
+        tmp_path / "bigram", GPTConfig(model="bigram"), data=data, sample=SampleConfig(num_samples=3), verbose=False
+    )
     assert result.val_loss is not None and len(result.samples) == 3
     assert run.load_run(tmp_path / "bigram").config.model == "bigram"

@@ -60,3 +60,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
 def read_metrics(run_dir: Path) -> list[dict]:
     """The JSON lines of a run's metrics.jsonl."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def four_devices(tmp_path_factory) -> Path:
+    """The results of tests/four_devices.py, run once per session in a process with 4 simulated CPU devices."""
+    out = tmp_path_factory.mktemp("four_devices")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    script = Path(__file__).resolve().parent / "four_devices.py"
+    proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

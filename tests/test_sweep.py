@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import jax
@@ -124,31 +120,15 @@ def test_cli_sweep_bad_flags_are_one_line_errors(tmp_path, tiny_corpus, capsys, 
     assert not (tmp_path / "x" / "results.csv").exists()
 
 
-def test_four_devices_equal_one_device(tmp_path):
-    script = textwrap.dedent(
-        """
-        import json, sys
-        import jax
-        from microgpt_jax import sweep
-        from microgpt_jax.config import GPTConfig, TrainConfig
-        from microgpt_jax.data import Tokenizer
-        assert len(jax.devices()) == 4
-        docs = json.loads(sys.argv[1])
-        tok = Tokenizer.from_docs(docs)
-        grid = json.loads(sys.argv[2])
-        members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), grid)
-        res = sweep.run_sweep(members, docs[:25], docs[25:], tok, mesh=sweep.make_mesh(4), chunk=6, progress=False)
-        print(json.dumps({"rows": res.rows, "losses": [x.tolist() for x in res.losses]}))
-        """
-    )
-    grid = {**SMALL, "optimizer": ["sgd"], "lr": [0.1, 0.3, 1.0], "steps": [6]}  # 3 members padded to 4
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    argv = [sys.executable, "-c", script, json.dumps(DOCS), json.dumps(grid)]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    four = json.loads(proc.stdout)
-    tok = _tokenizer()
-    members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), grid)
+def test_four_devices_equal_one_device(four_devices):
+    from four_devices import DOCS as FOUR_DOCS
+    from four_devices import SWEEP_GRID
+
+    assert FOUR_DOCS == DOCS
+
+    four = json.loads((four_devices / "sweep.json").read_text())
+    tok = Tokenizer.from_docs(DOCS)
+    members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), SWEEP_GRID)
     one = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, mesh=sweep.make_mesh(1), chunk=6, progress=False)
     assert len(four["rows"]) == 3 and len({r["val_loss"] for r in four["rows"]}) == 3
     for a, b in zip(four["rows"], one.rows, strict=True):

@@ -347,6 +347,7 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     """``microgpt-jax sweep``: train a grid of runs, write results.csv/json and sweep.png, print the best."""
     from microgpt_jax import sweep
     from microgpt_jax.data import load_corpus
+    from microgpt_jax.devices import precision
 
     data = data_config(given)
     base_train = TrainConfig(**_pick(given, ("x64",)), **_early(given))
@@ -354,16 +355,13 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     if "seeds" in given:
         grid["seed"] = list(range(given["seeds"]))
     grid.setdefault("lr", [None])  # each optimizer's default lr
-    if base_train.x64:
-        from microgpt_jax.devices import enable_x64
-
-        enable_x64(True)
-    corpus = load_corpus(data)
-    members = sweep.grid_members(GPTConfig(vocab_size=corpus.tokenizer.vocab_size), base_train, grid)
-    sweep.sweep_run(
-        given["out"], members, corpus, data, devices_requested=given.get("devices"), chunk=given["chunk"],
-        save_member_params=given["save_params"], progress=not given["no_progress"],
-    )  # fmt: skip
+    with precision(base_train.x64):
+        corpus = load_corpus(data)
+        members = sweep.grid_members(GPTConfig(vocab_size=corpus.tokenizer.vocab_size), base_train, grid)
+        sweep.sweep_run(
+            given["out"], members, corpus, data, devices_requested=given.get("devices"), chunk=given["chunk"],
+            save_member_params=given["save_params"], progress=not given["no_progress"],
+        )  # fmt: skip
     return 0
 
 

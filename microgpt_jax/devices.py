@@ -1,6 +1,7 @@
 """The device policy in one place: precision, CPU devices per core, and how many devices each job uses.
 
-- ``enable_x64`` / ``float_dtype`` / ``default_float``: float64 (the original's Python floats) or float32;
+- ``precision`` / ``enable_x64`` / ``float_dtype`` / ``default_float``: float64 (the original's Python floats)
+  or float32, for a block of code or for the process;
 - ``set_cpu_devices``: one JAX CPU device per core, before JAX starts (the program does this; a library
   call never changes JAX settings by itself);
 - ``device_count``: how many devices a job of ``split`` equal pieces runs on, the same rule for training
@@ -28,6 +29,16 @@ def enable_x64(on: bool) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", bool(on))
+
+
+def precision(x64: bool) -> Any:
+    """A context in which JAX computes in float64 when ``x64`` (else no change): a run in float64 leaves the
+    process's setting as it found it."""
+    import contextlib
+
+    import jax
+
+    return jax.enable_x64(True) if x64 else contextlib.nullcontext()
 
 
 def float_dtype(x64: bool) -> Any:

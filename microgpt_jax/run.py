@@ -238,20 +238,19 @@ def train_run(
         config, train, dataclasses.replace(data, path=str(corpus.path.resolve())), run, sample,
         corpus.tokenizer.uchars, sha256_file(corpus.path), None if init is None else str(Path(init).resolve()),
     )  # fmt: skip
-    if train.x64:
-        devices.enable_x64(True)
-    if models.get(config).counted:
-        if init is not None:
-            raise UserError(f"--model {config.model} is built by counting: drop --init")
-        return _count_run(out, spec, corpus, log)
-    n_dev = devices.device_count(run.devices, train.batch_size)
-    params = _initial_params(spec, config, corpus.tokenizer)
-    if len(corpus.train_docs) == 0:
-        raise UserError("no training documents left after the held-out split: lower --val-size")
-    _prepare_out_dir(out)  # after every check: a bad input leaves no directory
-    checkpoint.check_fresh_out(out)
-    atomic_write_text(out / CONFIG_FILE, spec.to_json())
-    return _train_loop(out, spec, corpus, params, None, 0, n_dev, log)
+    with devices.precision(train.x64):
+        if models.get(config).counted:
+            if init is not None:
+                raise UserError(f"--model {config.model} is built by counting: drop --init")
+            return _count_run(out, spec, corpus, log)
+        n_dev = devices.device_count(run.devices, train.batch_size)
+        params = _initial_params(spec, config, corpus.tokenizer)
+        if len(corpus.train_docs) == 0:
+            raise UserError("no training documents left after the held-out split: lower --val-size")
+        _prepare_out_dir(out)  # after every check: a bad input leaves no directory
+        checkpoint.check_fresh_out(out)
+        atomic_write_text(out / CONFIG_FILE, spec.to_json())
+        return _train_loop(out, spec, corpus, params, None, 0, n_dev, log)
 
 
 def resume_run(
@@ -285,13 +284,12 @@ def resume_run(
         raise UserError(f"the data file {corpus.path} changed since {out} was started: restore it to resume")
     if corpus.tokenizer.uchars != spec.vocab:
         raise UserError(f"the corpus's vocabulary differs from the run's {spec.vocab!r}: restore the data file")
-    if spec.train.x64:
-        devices.enable_x64(True)
-    n_dev = devices.device_count(spec.run.devices, spec.train.batch_size)
-    ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.vocab, spec.data_sha256)
-    atomic_write_text(out / CONFIG_FILE, spec.to_json())  # the changed ckpt_every / samples
-    log(f"resuming {out} at step {ckpt.step} of {spec.train.steps}")
-    return _train_loop(out, spec, corpus, ckpt.params, ckpt.opt_state, ckpt.step, n_dev, log)
+    with devices.precision(spec.train.x64):
+        n_dev = devices.device_count(spec.run.devices, spec.train.batch_size)
+        ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.vocab, spec.data_sha256)
+        atomic_write_text(out / CONFIG_FILE, spec.to_json())  # the changed ckpt_every / samples
+        log(f"resuming {out} at step {ckpt.step} of {spec.train.steps}")
+        return _train_loop(out, spec, corpus, ckpt.params, ckpt.opt_state, ckpt.step, n_dev, log)
 
 
 def _train_loop(
@@ -406,8 +404,6 @@ def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig()) -> l
     """New documents from a loaded model; ``sample.seed`` None means the run's seed (what its training printed)."""
     import jax.numpy as jnp
 
-    if model.x64:
-        devices.enable_x64(True)
-    dtype = devices.float_dtype(model.x64)
-    params = {k: jnp.asarray(v, dtype) for k, v in model.params.items()}
-    return _sample_names(params, model.config, model.tokenizer, sample, model.seed)
+    with devices.precision(model.x64):
+        params = {k: jnp.asarray(v, devices.float_dtype(model.x64)) for k, v in model.params.items()}
+        return _sample_names(params, model.config, model.tokenizer, sample, model.seed)

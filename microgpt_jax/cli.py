@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -99,7 +100,7 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     ),
     "block_size": _number(int, 2, inclusive=True),
     "val_size": _number(int, 0, inclusive=True),
-    "seed": _number(int, -(2**63), inclusive=True),
+    "seed": _number(int, 0, inclusive=True),  # the upper bound is the config's (one key per seed)
     "shuffle_seed": _number(int, -(2**63), inclusive=True),
     **dict.fromkeys(("lr", "eps", "temperature", "smoothing"), _number(float, 0, inclusive=False)),
     **dict.fromkeys(("b1", "b2"), _number(float, 0, inclusive=True, below=1)),
@@ -378,12 +379,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command"}
-    try:
-        _own_process_setup(given, argv is None, args.command)
-        return COMMANDS[args.command](given)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if argv is None and hasattr(sys.stdout, "reconfigure"):  # a terminal that cannot show a character gets \x..
+        sys.stdout.reconfigure(errors="backslashreplace")
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            _own_process_setup(given, argv is None, args.command)
+            return COMMANDS[args.command](given)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl-C): nothing half-written is left; a run stopped in training can be resumed "
+                  "if it wrote a checkpoint", file=sys.stderr)  # fmt: skip
+            return 130
+
+
+def _one_line_warning(
+    message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """Warnings as one line each, ``warning: ...``, never the source line or a stack."""
+    text = " ".join(str(message).split())
+    print(f"warning: {category.__name__}: {text}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

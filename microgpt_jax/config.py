@@ -38,6 +38,16 @@ def _whole(cls_name: str, name: str, value: Any, minimum: int) -> None:
         raise UserError(f"{cls_name}: {name} must be a whole number >= {minimum}, got {value!r}")
 
 
+MAX_SEED = 2**32 - 1  # jax.random.key(seed) keeps 32 bits: larger seeds would repeat smaller ones' keys
+
+
+def _check_seed(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise UserError(
+            f"{name} must be a whole number from 0 to {MAX_SEED} (each gives its own PRNG key), got {value!r}"
+        )
+
+
 def _real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -131,8 +141,7 @@ class TrainConfig(_Config):
             raise UserError(f"init_std must be a finite number >= 0, got {self.init_std!r}")
         _whole("train", "steps", self.steps, 1)
         _whole("train", "batch_size", self.batch_size, 1)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise UserError(f"seed must be a whole number, got {self.seed!r}")
+        _check_seed("seed", self.seed)
         for name in ("init_zero_out", "x64"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -184,8 +193,8 @@ class SampleConfig(_Config):
         _whole("sample", "num_samples", self.num_samples, 1)
         if not (_real(self.temperature) and self.temperature > 0):
             raise UserError(f"temperature must be a finite number > 0, got {self.temperature!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
-            raise UserError(f"seed must be a whole number, got {self.seed!r}")
+        if self.seed is not None:
+            _check_seed("seed", self.seed)
 
 
 def fields_help(cls: type) -> dict[str, tuple[Any, str]]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from microgpt_jax.config import DataConfig
 from microgpt_jax.errors import UserError
+from microgpt_jax.files import MAX_CORPUS_BYTES, read_regular
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -79,7 +80,9 @@ def resolve_data_path(data: str | os.PathLike | None = None, default: str | os.P
 
 
 def parse_docs(raw: bytes, source: str = "data") -> list[str]:
-    """Documents from a UTF-8 text: the non-empty lines, stripped. Bad UTF-8 is an error naming the line."""
+    """Documents from a UTF-8 text: the non-empty lines, stripped. Bad UTF-8 is an error naming the line.
+    A byte-order mark at the start is not text (editors on Windows write one): it is dropped."""
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     docs = []
     for lineno, line in enumerate(raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"), start=1):
         try:
@@ -97,16 +100,9 @@ def parse_docs(raw: bytes, source: str = "data") -> list[str]:
 
 
 def load_docs(path: str | os.PathLike) -> list[str]:
-    """Read a corpus file into its list of documents (non-empty stripped lines)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"data file {path} not found: pass an existing file with --data PATH") from None
-    except IsADirectoryError:
-        raise UserError(f"data path {path} is a directory: pass a text file with --data PATH") from None
-    except OSError as e:
-        raise UserError(f"cannot read data file {path}: {e.strerror}") from None
+    """Read a corpus file into its list of documents (non-empty stripped lines); a regular file of at most
+    ``files.MAX_CORPUS_BYTES``."""
+    raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file, one document per line, with --data PATH")
     return parse_docs(raw, str(path))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
+from microgpt_jax.files import MAX_PARAMS_BYTES, read_regular
 from microgpt_jax.models import param_shapes
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".json": "json"}
@@ -168,6 +169,9 @@ def params_to_bytes(
 ) -> bytes:
     """Serialise a state_dict in ``fmt`` (safetensors, npz or json) with its config and vocabulary."""
     arrays = {k: np.asarray(v) for k, v in params.items()}
+    for k, v in arrays.items():  # what load_params reads back: 2-D matrices of float32 or float64
+        if v.ndim != 2 or str(v.dtype) not in DTYPES:
+            raise UserError(f"cannot save {k!r} ({v.dtype}{list(v.shape)}): parameters are 2-D float32 or float64")
     if META_KEY in arrays:
         raise UserError(f"a parameter may not be named {META_KEY!r}: it holds the file's metadata")
     dtypes = {str(v.dtype) for v in arrays.values()}
@@ -254,13 +258,19 @@ def _read_npz(raw: bytes) -> tuple[dict[str, np.ndarray], Any]:
     """The arrays of an npz archive, read without pickle and without trusting declared sizes."""
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        declared = sum(info.file_size for info in zf.infolist())
+        if declared > MAX_PARAMS_BYTES:  # a small archive may inflate to gigabytes: refuse before inflating
+            raise ValueError(f"its members inflate to {declared:,} bytes, over {MAX_PARAMS_BYTES:,}")
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"member {info.filename!r} is not an .npy array")
             name = info.filename[: -len(".npy")]
             if name in arrays:
                 raise ValueError(f"{name!r} appears twice")
-            data = zf.read(info)  # checks the CRC
+            with zf.open(info) as member:  # checks the CRC; never more than the size the archive declares
+                data = member.read(info.file_size + 1)
+            if len(data) != info.file_size:
+                raise ValueError(f"member {info.filename!r} inflates to more than its declared {info.file_size} bytes")
             f = io.BytesIO(data)
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
@@ -325,7 +335,7 @@ def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>")
         if not np.all(np.isfinite(v)):
             raise UserError(f"{path}: {k!r} holds NaN or infinite values: use parameters from a run that converged")
     if fmt == "json" and "dtype" in meta:
-        params = {k: v.astype(meta["dtype"]) for k, v in params.items()}
+        params = cast_params(params, meta["dtype"], str(path))
     if "config" in meta:
         config = meta["config"]
         if config.model == "gpt" and config.n_layer > len(params):  # before listing a huge config's shapes
@@ -341,14 +351,7 @@ def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """
     path = Path(path)
     fmt = format_of(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"parameter file {path} not found: check the path") from None
-    except IsADirectoryError:
-        raise UserError(f"parameter file {path} is a directory: pass a .safetensors, .npz or .json file") from None
-    except OSError as e:
-        raise UserError(f"cannot read parameter file {path}: {e.strerror}") from None
+    raw = read_regular(path, MAX_PARAMS_BYTES, "parameter file", "pass a .safetensors, .npz or .json file")
     return params_from_bytes(raw, fmt, path)
 
 
@@ -364,3 +367,20 @@ def check_params(params: dict[str, Any], config: GPTConfig, source: str = "param
     for name in params:
         if name not in expected:
             raise UserError(f"{source}: unexpected {name!r} (shape {tuple(np.shape(params[name]))}) for this config")
+
+
+def cast_params(params: dict[str, Any], dtype: Any, source: str = "parameters") -> dict[str, np.ndarray]:
+    """The parameters in ``dtype`` (numpy arrays), after checking every value fits it: a float64 value beyond
+    float32's range would become inf in a float32 run."""
+    dtype = np.dtype(dtype)
+    top = float(np.finfo(dtype).max)
+    out = {}
+    for k, v in params.items():
+        v = np.asarray(v)
+        if v.size and float(np.max(np.abs(v))) > top:
+            raise UserError(
+                f"{source}: {k!r} holds {float(np.max(np.abs(v))):.3g}, beyond {dtype}'s range: "
+                "train in float64 (--x64) or use parameters that fit"
+            )
+        out[k] = v.astype(dtype)
+    return out

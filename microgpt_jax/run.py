@@ -31,7 +31,7 @@ from microgpt_jax import checkpoint, devices, models
 from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.data import Corpus, Tokenizer, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
-from microgpt_jax.io import atomic_write_text, check_params, load_params, save_params
+from microgpt_jax.io import atomic_write_text, cast_params, check_params, load_params, save_params
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -155,7 +155,19 @@ def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> d
             "train on the same corpus or start fresh"
         )
     check_params(params, config, source=str(spec.init))
-    return {k: jnp.asarray(params[k], dtype) for k in models.param_shapes(config)}
+    params = cast_params(params, dtype, str(spec.init))  # a float64 file into a float32 run: values must fit
+    return {k: jnp.asarray(params[k]) for k in models.param_shapes(config)}
+
+
+def _check_fits(tc: TrainConfig) -> None:
+    """The recipe's numbers must survive the cast to the parameters' dtype (1e308 is inf in float32)."""
+    info = np.finfo(devices.float_dtype(tc.x64))
+    for name in ("lr", "eps", "init_std"):
+        value = float(getattr(tc, name))
+        if value > float(info.max) or 0 < value < float(info.tiny):  # Python floats: no cast, no warning
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {value:g} is outside {info.dtype}'s range ({info.tiny:.3g} to {info.max:.3g}): "
+                            f"pick a {flag} inside it (or --x64)")  # fmt: skip
 
 
 def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
@@ -244,6 +256,7 @@ def train_run(
                 raise UserError(f"--model {config.model} is built by counting: drop --init")
             return _count_run(out, spec, corpus, log)
         n_dev = devices.device_count(run.devices, train.batch_size)
+        _check_fits(train)
         params = _initial_params(spec, config, corpus.tokenizer)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower --val-size")

@@ -180,7 +180,8 @@ def sample_tokens(
     dtype = params["wte"].dtype
     # one uniform per draw, all made up front (one RNG call, not one per position and token)
     u_SxN = jax.random.uniform(key, (config.block_size, num_samples), dtype)
-    temperature = jnp.asarray(temperature, dtype)
+    # a temperature beyond the dtype's range is its limit, uniform sampling: the largest finite one gives that
+    temperature = jnp.asarray(min(float(temperature), float(jnp.finfo(dtype).max)), dtype)
     mesh = sample_mesh(num_samples, devices)
     if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
         params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))

@@ -4,6 +4,7 @@ output file left behind."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +231,98 @@ def test_unwritable_outputs(tmp_path: Path, good, capsys) -> None:
         "does not end in .json",
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+# ---- issue "No run is ever lost or mixed": readers, numbers and messages -------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_data_that_is_a_fifo_or_a_device_is_refused_without_blocking(tmp_path: Path, good, capsys) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody writes to it: opening it for a plain read would block forever
+    fails(train_argv(tmp_path / "a", fifo), capsys, "is a FIFO (named pipe), not a regular file")
+    fails(train_argv(tmp_path / "b", Path("/dev/zero")), capsys, "is a device, not a regular file")
+    link = tmp_path / "params.safetensors"
+    link.symlink_to("/dev/zero")
+    fails(["sample", "--params", str(link)], capsys, "is a device, not a regular file")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_npz_that_inflates_past_the_limit_is_refused_before_inflating(tmp_path: Path, good, capsys, monkeypatch):
+    from microgpt_jax import io
+
+    monkeypatch.setattr(io, "MAX_PARAMS_BYTES", 1 << 20)  # 1 MiB: the same check as 4 GiB, at test size
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, wte=np.zeros((2048, 1024), np.float32))  # 8 MiB of zeros in a few KiB
+    assert bomb.stat().st_size < 100_000
+    fails(["sample", "--params", str(bomb)], capsys, "inflate to 8,388,")
+
+
+def test_a_byte_order_mark_is_not_a_character() -> None:
+    from microgpt_jax.data import parse_docs
+
+    assert parse_docs("\ufeffemma\nava\n".encode()) == ["emma", "ava"]
+
+
+@pytest.mark.parametrize("seed", ["4294967296", "8589934592", str(2**70), "-1"])
+def test_seeds_map_one_to_one_onto_keys_or_are_refused(tmp_path: Path, good, capsys, seed: str) -> None:
+    """--seed 8589934592 once gave --seed 0's parameters (keys keep 32 bits); 2**70 was a traceback."""
+    try:
+        rc = main(train_argv(tmp_path / "out", good["corpus"], "--seed", seed))
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "seed" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_values_beyond_float32_are_refused(tmp_path: Path, good, capsys) -> None:
+    doc = json.loads(good["json"].read_text())
+    doc["wte"][0][0] = 1e300  # fine as JSON, inf in float32
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(doc))
+    fails(["sample", "--params", str(big)], capsys, "beyond float32's range")
+    fails(["export", "--params", str(big), "--out", str(tmp_path / "x.npz")], capsys, "beyond float32's range")
+    assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("flags, says", [(["--lr", "1e308"], "--lr 1e+308 is outside float32's range"),
+                                         (["--eps", "1e-50"], "--eps 1e-50 is outside float32's range")])  # fmt: skip
+def test_numbers_beyond_the_dtype_are_one_line_without_warnings(tmp_path: Path, good, capsys, flags, says) -> None:
+    fails(train_argv(tmp_path / "out", good["corpus"], *flags), capsys, says)  # one line: no RuntimeWarning
+    assert not (tmp_path / "out").exists()
+
+
+def test_saving_what_cannot_be_read_back_is_refused(tmp_path: Path) -> None:
+    from microgpt_jax.errors import UserError
+
+    with pytest.raises(UserError, match="2-D float32 or float64"):
+        save_params(tmp_path / "a.safetensors", {"wte": np.zeros(4, np.float32)})
+    with pytest.raises(UserError, match="2-D float32 or float64"):
+        save_params(tmp_path / "b.npz", {"wte": np.zeros((2, 2), np.float16)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys) -> None:
+    from microgpt_jax import cli
+
+    def interrupted(given):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "sample", interrupted)
+    assert cli.main(["sample", "--params", "x.json"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted") and err.count("\n") == 1
+
+
+def test_an_ascii_terminal_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("zoë\nchloé\nrenée\n" * 10, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--data", str(corpus), "--steps", "30", *SMALL]) == 0
+    proc = run_cli("sample", "--run", str(run), "--num-samples", "40", "--temperature", "2",
+                   env={"PYTHONIOENCODING": "ascii"})  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "\\x" in proc.stdout  # ë and é written as escapes

@@ -1,0 +1,69 @@
+"""Reading untrusted files with bounds: regular files only, one open each, sizes checked before allocating.
+
+A corpus or parameter file named on the command line may be anything: a FIFO (reading blocks), a device
+(``/dev/zero`` never ends), a directory, a link to one of those, or simply too large. ``read_regular`` opens
+the path once, without blocking, checks what it is and how big it is on the open descriptor, and reads at most
+``limit`` bytes; everything else is a one-line UserError that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from microgpt_jax.errors import UserError
+
+MIB = 1 << 20
+GIB = 1 << 30
+MAX_CORPUS_BYTES = 1 * GIB  # a training run keeps about 10x its corpus in memory
+MAX_PARAMS_BYTES = 4 * GIB  # what any parameter file may hold, arrays and metadata together
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_regular(path: str | os.PathLike, limit: int, what: str, fix: str) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    ``what`` names the file for messages ("data file", "parameter file"); ``fix`` says what to pass instead.
+    The file is opened once (O_NONBLOCK, so a FIFO cannot block the open) and checked on that descriptor, so
+    what is read is what was checked."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} not found: {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a directory: {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror}: {fix}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{what} {path} is {_kind(info.st_mode)}, not a regular file: {fix}")
+        if info.st_size > limit:
+            raise UserError(
+                f"{what} {path} is {info.st_size / MIB:,.0f} MiB, over the {limit / MIB:,.0f} MiB this reads: {fix}"
+            )
+        os.set_blocking(fd, True)
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(MIB * 16, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # it grew while being read
+                raise UserError(f"{what} {path} grew past {limit / MIB:,.0f} MiB while being read: {fix}")
+        return b"".join(chunks)
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror}: {fix}") from None
+    finally:
+        os.close(fd)

@@ -21,9 +21,9 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,14 @@ from microgpt_jax.io import (
 CKPT_DIR = "checkpoint"
 MANIFEST = "checkpoint.json"
 VERSION = 1
+
+
+_CKPT_FILE = re.compile(r"(params|opt_state)-\d{8}\.safetensors|\..+\.tmp|" + re.escape(MANIFEST))
+
+
+def is_checkpoint_file(name: str) -> bool:
+    """Whether a name in checkpoint/ is one a checkpoint writes (its files, manifest, temp files)."""
+    return _CKPT_FILE.fullmatch(name) is not None
 
 
 def _sha256(data: bytes) -> str:
@@ -116,8 +124,8 @@ def save_checkpoint(
         **(info or {}),
     }
     atomic_write_text(ck / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    for stale in ck.iterdir():  # earlier checkpoints' files and temp files of interrupted writes
-        if stale.name not in (MANIFEST, params_name, opt_name):
+    for stale in ck.iterdir():  # earlier checkpoints' files and temp files of interrupted writes, nothing else
+        if stale.name not in (MANIFEST, params_name, opt_name) and is_checkpoint_file(stale.name):
             with contextlib.suppress(OSError):
                 stale.unlink()
     return ck / MANIFEST
@@ -215,35 +223,6 @@ def truncate_metrics(run_dir: str | os.PathLike, step: int, steps: int) -> None:
     atomic_write_text(path, "".join(keep))
 
 
-def check_fresh_out(out: str | os.PathLike) -> None:
-    """Before a fresh run writes into ``out``: refuse if it holds an unfinished run's checkpoint (that work would
-    be lost), and remove a finished run's old checkpoint (it would otherwise be resumed against new flags)."""
-    try:
-        manifest = read_manifest(out)
-    except UserError:  # an unreadable manifest guards nothing: it goes with the rest
-        manifest = None
-    if manifest is not None and manifest["step"] < manifest.get("steps", 0):
-        raise UserError(
-            f"{out} holds an unfinished run (checkpoint at step {manifest['step']} of {manifest['steps']}): "
-            f"resume it with `microgpt-jax train --resume {out}` or pick another --out"
-        )
-    ck = Path(out) / CKPT_DIR
-    if ck.exists():
-        try:
-            shutil.rmtree(ck)
-        except OSError as e:
-            raise UserError(
-                f"cannot remove the old checkpoint {ck}: {e.strerror}: remove it or pick another --out"
-            ) from None
-
-
-def data_fingerprint(path: str | os.PathLike) -> str:
-    """SHA-256 of the corpus file, to refuse resuming on changed data."""
-    from microgpt_jax.data import sha256_file
-
-    return sha256_file(path)
-
-
 class RunGuard:
     """The host-side bookkeeping of one training run between chunks.
 
@@ -262,7 +241,11 @@ class RunGuard:
         ckpt_every: int | None,
         data_sha256: str,
         start_step: int = 0,
+        extra_info: Callable[[], dict[str, Any]] | None = None,
+        init: str | None = None,
     ) -> None:
+        self.extra_info = extra_info or dict  # more manifest entries, computed when a checkpoint is written
+        self.init = init
         self.run_dir = Path(run_dir)
         self.config, self.tc, self.vocab = config, train_config, vocab
         self.ckpt_every = ckpt_every
@@ -290,6 +273,12 @@ class RunGuard:
             if self.last_ckpt is not None
             else "no checkpoint was written"
         )
+        if step == 0:  # before any update: the starting parameters, not the learning rate
+            cause = f"--init {self.init} holds" if self.init else f"--init-std {self.tc.init_std:g} gives"
+            return UserError(
+                f"loss is {float(loss)} at step 0, before any update: {cause} parameters with a non-finite loss; "
+                f"{'use another --init' if self.init else 'lower --init-std'} and train again"
+            )
         return UserError(
             f"loss is {float(loss)} at step {step} (lr {self.tc.lr:g}): training diverged; "
             f"lower --lr and train again ({kept}; metrics.jsonl holds the steps before it)"
@@ -304,6 +293,7 @@ class RunGuard:
             "data_position": {"step": step, "next_doc": step * self.tc.batch_size},  # docs[next_doc % n] next
             "data_sha256": self.data_sha256,
             "prng_key": np.asarray(jax.random.key_data(jax.random.key(self.tc.seed))).tolist(),
+            **self.extra_info(),
         }
         save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.vocab, info)
         self.last_ckpt = step
@@ -319,6 +309,10 @@ class RunGuard:
             self.stopped_at = report.end
             return True
         return False
+
+    def signal_name(self) -> str:
+        """The name of the signal that came (SIGINT, SIGTERM)."""
+        return signal.Signals(self.signum).name if self.signum else "signal"
 
     def stop_message(self) -> str:
         """What to print after a signal stopped the run."""
@@ -351,13 +345,28 @@ class RunGuard:
 
 
 def resume_state(
-    run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, vocab: str, data_sha256: str
+    run_dir: str | os.PathLike,
+    config: GPTConfig,
+    train_config: TrainConfig,
+    vocab: str,
+    data_sha256: str,
+    config_sha256: str | None = None,
 ) -> Checkpoint:
-    """Load a run's checkpoint for ``--resume``, check the corpus is unchanged, and cut metrics.jsonl back to it."""
+    """Load a run's checkpoint for ``--resume`` and check that what it continues is what was checkpointed:
+    the corpus, the run's config (``config_sha256``, see ``rundir.config_digest``) and the manifest's step.
+    Anything changed is a one-line refusal. (The caller restores metrics.jsonl: ``rundir.restore_metrics``
+    with the manifest's record, or ``truncate_metrics`` for a checkpoint from before that record.)"""
     ckpt = load_checkpoint(run_dir, config, train_config, vocab)
-    if ckpt.manifest.get("data_sha256") not in (None, data_sha256):
+    manifest, ck = ckpt.manifest, Path(run_dir) / CKPT_DIR / MANIFEST
+    if manifest.get("data_sha256") not in (None, data_sha256):
         raise UserError(f"the data file changed since {run_dir} was checkpointed: restore it to resume")
-    truncate_metrics(run_dir, ckpt.step, train_config.steps)
+    if manifest["params"] != f"params-{ckpt.step:08d}.safetensors":
+        raise UserError(f"{ck}: step {ckpt.step} does not match its files (edited?): start the run again")
+    if config_sha256 is not None and manifest.get("config_sha256") not in (None, config_sha256):
+        raise UserError(
+            f"{Path(run_dir) / 'config.json'} changed since the checkpoint (model, train, data or init edited): "
+            "restore it, or start the run again with --overwrite"
+        )
     return ckpt
 
 

@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--resume", metavar="DIR", default=argparse.SUPPRESS, help="continue the interrupted run in DIR as it was"
     )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="replace the run already in --out, once the new run is complete (never a directory of other files)",
+    )
     _add_data(t)
     _add_fields(t, GPTConfig, MODEL_FLAGS)
     _add_fields(t, TrainConfig, TRAIN_FLAGS)
@@ -197,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--params", help="a parameter file carrying its config and vocabulary")
     e.add_argument("--format", choices=("safetensors", "npz", "json"), help="default: from the suffix of --out")
     e.add_argument("--out", required=True, help="the file to write (.safetensors, .npz or .json)")
+    e.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     w = sub.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs, sharded over devices")
     w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, sweep.png)")
@@ -275,6 +282,7 @@ def cmd_train(given: dict[str, Any]) -> int:
         RunConfig(**_pick(given, ("eval_every", "ckpt_every", "devices"))),
         SampleConfig(**_pick(given, ("num_samples", "temperature"))),
         init=given.get("init"),
+        overwrite=given.get("overwrite", False),
     )
     return 0 if result.signal is None else 128 + result.signal
 
@@ -289,6 +297,8 @@ def _resume(given: dict[str, Any]) -> int:
     saved = {**spec.model.to_dict(), **spec.train.to_dict(), **spec.data.to_dict(), **spec.run.to_dict()}
     saved.update(num_samples=spec.sample.num_samples, temperature=spec.sample.temperature, init=spec.init)
     saved["init_variant"] = "early" if spec.train.init_zero_out else "default"
+    if "overwrite" in given:
+        raise UserError("--overwrite starts a new run: use it with --out, not --resume")
     wanted = {k: v for k, v in given.items() if k not in ("resume", "no_shuffle")}
     if "no_shuffle" in given:
         wanted["shuffle_seed"] = None
@@ -337,6 +347,8 @@ def cmd_export(given: dict[str, Any]) -> int:
         raise UserError(f"--out {given['out']}: name it .safetensors, .npz or .json (the format goes by the suffix)")
     if by_suffix != fmt:
         raise UserError(f"--out {given['out']} does not end in .{fmt} but --format is {fmt}: name the file *.{fmt}")
+    if Path(given["out"]).exists() and not given["overwrite"]:
+        raise UserError(f"--out {given['out']} exists: pick another name, or pass --overwrite to replace it")
     model = _load(given)
     save_params(given["out"], model.params, model.config, model.tokenizer.uchars)
     dtype = next(iter(model.params.values())).dtype

@@ -161,13 +161,18 @@ def safetensors_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str] | 
 
 def _stringify(meta: dict[str, Any]) -> dict[str, str]:
     """safetensors metadata is str -> str: config and vocab become JSON strings."""
-    return {k: v if k in ("format", "dtype") else json.dumps(v) for k, v in meta.items()}
+    return {k: v if k in ("format", "dtype", "run_id") else json.dumps(v) for k, v in meta.items()}
 
 
 def params_to_bytes(
-    params: dict[str, Any], fmt: str, config: GPTConfig | None = None, vocab: str | None = None
+    params: dict[str, Any],
+    fmt: str,
+    config: GPTConfig | None = None,
+    vocab: str | None = None,
+    run_id: str | None = None,
 ) -> bytes:
-    """Serialise a state_dict in ``fmt`` (safetensors, npz or json) with its config and vocabulary."""
+    """Serialise a state_dict in ``fmt`` (safetensors, npz or json) with its config and vocabulary (and the id
+    of the run that wrote it, for a run directory's final parameters)."""
     arrays = {k: np.asarray(v) for k, v in params.items()}
     for k, v in arrays.items():  # what load_params reads back: 2-D matrices of float32 or float64
         if v.ndim != 2 or str(v.dtype) not in DTYPES:
@@ -179,6 +184,8 @@ def params_to_bytes(
         raise UserError(f"parameters mix dtypes {sorted(dtypes)}: cast them to one dtype before saving")
     dtype = dtypes.pop() if dtypes else "float32"
     meta = _metadata(config, vocab, dtype)
+    if run_id is not None:
+        meta["run_id"] = run_id
     if fmt == "safetensors":
         return safetensors_bytes(arrays, _stringify(meta))
     if fmt == "npz":
@@ -194,11 +201,15 @@ def params_to_bytes(
 
 
 def save_params(
-    path: str | os.PathLike, params: dict[str, Any], config: GPTConfig | None = None, vocab: str | None = None
+    path: str | os.PathLike,
+    params: dict[str, Any],
+    config: GPTConfig | None = None,
+    vocab: str | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Save a state_dict, the format chosen by the suffix (.safetensors, .npz, .json), atomically."""
     path = Path(path)
-    atomic_write_bytes(path, params_to_bytes(params, format_of(path), config, vocab))
+    atomic_write_bytes(path, params_to_bytes(params, format_of(path), config, vocab, run_id))
     return path
 
 
@@ -225,6 +236,10 @@ def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
             if meta["dtype"] not in DTYPES:
                 raise ValueError(f"dtype {meta['dtype']!r} is not one of {', '.join(DTYPES)}")
             out["dtype"] = meta["dtype"]
+        if "run_id" in meta:
+            if not isinstance(meta["run_id"], str):
+                raise ValueError("run_id is not a string")
+            out["run_id"] = meta["run_id"]
     except (ValueError, TypeError, RecursionError, UserError) as e:
         raise UserError(f"{path}: bad metadata ({e}): re-export the file") from None
     if "config" in out and "vocab" in out and len(out["vocab"]) + 1 != out["config"].vocab_size:

@@ -27,15 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from microgpt_jax import checkpoint, devices, models
+from microgpt_jax import checkpoint, devices, models, rundir
 from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.data import Corpus, Tokenizer, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import atomic_write_text, cast_params, check_params, load_params, save_params
+from microgpt_jax.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-PARAMS_FILE = "params.safetensors"
 VERSION = 2  # of config.json: 1 held the raw command-line flags beside the configs
 LOSS_WINDOW = 100  # the progress bar's running mean covers the last N steps
 
@@ -53,9 +51,9 @@ class RunSpec:
     data_sha256: str
     init: str | None = None
 
-    def to_json(self) -> str:
-        """config.json's text."""
-        doc = {
+    def to_doc(self) -> dict[str, Any]:
+        """config.json's content."""
+        return {
             "version": VERSION,
             "model": self.model.to_dict(),
             "train": self.train.to_dict(),
@@ -64,7 +62,15 @@ class RunSpec:
             "sample": self.sample.to_dict(),
             "init": self.init,
         }
-        return json.dumps(doc, indent=2) + "\n"
+
+    def to_json(self) -> str:
+        """config.json's text."""
+        return json.dumps(self.to_doc(), indent=2) + "\n"
+
+    def digest(self) -> str:
+        """The run's identity, what defines its numbers (``rundir.config_digest``): checkpoints and the final
+        params.safetensors record it, so a resume or a reader can tell the files belong to this config."""
+        return rundir.config_digest(self.to_doc())
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike) -> RunSpec:
@@ -128,17 +134,6 @@ class _Log:
             print(text, flush=True)
 
 
-def _prepare_out_dir(out: Path) -> None:
-    """Create the run directory and check it can be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to output directory {out}: {e.strerror}: pick another --out") from None
-
-
 def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> dict[str, Any]:
     """Fresh N(0, std) params from the train seed, or the state_dict of ``spec.init`` (checked against config)."""
     import jax
@@ -179,15 +174,25 @@ def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: Sam
     return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature)
 
 
-def _finish(result: RunResult, log: _Log) -> RunResult:
-    """The end of every run: params.safetensors last, then the samples."""
-    out, spec = result.out, result.spec
-    save_params(out / PARAMS_FILE, {k: np.asarray(v) for k, v in result.params.items()}, result.config, spec.vocab)
-    result.samples = _sample_names(result.params, result.config, result.tokenizer, spec.sample, spec.train.seed)
-    log(f"--- inference (new, hallucinated names, temperature {spec.sample.temperature}) ---")
-    for i, name in enumerate(result.samples):
-        log(f"sample {i + 1:2d}: {name}")
-    log(f"wrote the run to {out}/ ({CONFIG_FILE}, {METRICS_FILE}, {PARAMS_FILE})")
+def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, log: _Log) -> RunResult:
+    """The end of every run: params.safetensors last (the run is then complete and takes its place), then the
+    samples unless a signal came meanwhile."""
+    out, spec = rd.path, result.spec
+    params = {k: np.asarray(v) for k, v in result.params.items()}
+    save_params(out / PARAMS_FILE, params, result.config, spec.vocab, run_id=spec.digest())
+    rd.commit()
+    result.out = rd.target
+    if guard.signum is None:
+        result.samples = _sample_names(result.params, result.config, result.tokenizer, spec.sample, spec.train.seed)
+        log(f"--- inference (new, hallucinated names, temperature {spec.sample.temperature}) ---")
+        for i, name in enumerate(result.samples):
+            log(f"sample {i + 1:2d}: {name}")
+    if guard.signum is not None:  # after the last step: the run is complete, the samples are what was skipped
+        result.signal = guard.signum
+        log(f"{guard.signal_name()} after the last step: the run is complete in {rd.target}/ (samples skipped: "
+            f"microgpt-jax sample --run {rd.target})")  # fmt: skip
+    else:
+        log(f"wrote the run to {rd.target}/ ({CONFIG_FILE}, {METRICS_FILE}, {PARAMS_FILE})")
     return result
 
 
@@ -198,7 +203,7 @@ def _header(corpus: Corpus, n_params: int, log: _Log, extra: str = "") -> None:
     log(f"num params: {n_params}{extra}")
 
 
-def _count_run(out: Path, spec: RunSpec, corpus: Corpus, log: _Log) -> RunResult:
+def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: checkpoint.RunGuard, log: _Log) -> RunResult:
     """A counted model (the bigram): count the training pairs, evaluate, save and sample like any run."""
     from microgpt_jax.bigram import bigram_params, count_bigrams
     from microgpt_jax.train import evaluate
@@ -208,19 +213,31 @@ def _count_run(out: Path, spec: RunSpec, corpus: Corpus, log: _Log) -> RunResult
     smoothing = spec.train.smoothing
     params = bigram_params(count_bigrams(train_tokens, train_n, config.vocab_size), smoothing,
                            devices.float_dtype(spec.train.x64))  # fmt: skip
-    _prepare_out_dir(out)
-    checkpoint.check_fresh_out(out)
     _header(corpus, models.num_params(params), log, f" (counted, add-{smoothing:g} smoothed)")
-    atomic_write_text(out / CONFIG_FILE, spec.to_json())
+    atomic_write_text(rd.path / CONFIG_FILE, spec.to_json())
     lines = [{"step": 0, "loss": evaluate(params, train_tokens, train_n, config)}]
     val = None
     if len(val_n):
         val = evaluate(params, val_tokens, val_n, config)
         lines.append({"step": 0, "val_loss": val})
         log(f"val_loss: {val:.4f}")
-    atomic_write_text(out / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
-    result = RunResult(out, params, config, corpus.tokenizer, spec, np.asarray([lines[0]["loss"]]), val)
-    return _finish(result, log)
+    atomic_write_text(rd.path / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
+    result = RunResult(rd.target, params, config, corpus.tokenizer, spec, np.asarray([lines[0]["loss"]]), val)
+    return _finish(result, rd, guard, log)
+
+
+def _guard(path: Path, spec: RunSpec, start: int, metrics: rundir.Metrics | None = None) -> checkpoint.RunGuard:
+    """The signal, NaN and checkpoint guard of a run; its checkpoints record the config's digest and
+    metrics.jsonl's length and digest, so a resume can tell they are unchanged."""
+
+    def extra() -> dict[str, Any]:
+        info: dict[str, Any] = {"config_sha256": spec.digest()}
+        if metrics is not None:
+            info["metrics"] = metrics.sync()
+        return info
+
+    return checkpoint.RunGuard(path, spec.model, spec.train, spec.vocab, spec.run.ckpt_every, spec.data_sha256,
+                               start, extra_info=extra, init=spec.init)  # fmt: skip
 
 
 def train_run(
@@ -232,18 +249,22 @@ def train_run(
     sample: SampleConfig = SampleConfig(),
     *,
     init: str | os.PathLike | None = None,
+    overwrite: bool = False,
     verbose: bool = True,
 ) -> RunResult:
     """Train a fresh run into the directory ``out``: what ``microgpt-jax train --out`` does.
 
     ``model.vocab_size`` is taken from the corpus's tokenizer. ``init`` starts from a parameter file instead
     of N(0, init_std). Prints progress, the held-out val_loss and the samples unless ``verbose`` is False.
-    A fresh run refuses a directory holding an unfinished run (resume it or pick another ``out``).
+    ``out`` must be new or empty; a directory holding a run is replaced only with ``overwrite`` (and only once
+    the new run is complete), and one holding anything else never (see ``rundir``).
     """
     log = _Log(verbose)
     if not str(out).strip():  # Path("") is the current directory
         raise UserError("--out is empty: name a run directory, e.g. --out runs/microgpt")
-    out = Path(out)
+    refusal = rundir._refusal(Path(out), rundir.state(Path(out)), overwrite)
+    if refusal is not None:  # before the corpus is read: the cheapest check first
+        raise refusal
     corpus = load_corpus(data)
     config = dataclasses.replace(model, vocab_size=corpus.tokenizer.vocab_size)
     spec = RunSpec(
@@ -251,19 +272,28 @@ def train_run(
         corpus.tokenizer.uchars, sha256_file(corpus.path), None if init is None else str(Path(init).resolve()),
     )  # fmt: skip
     with devices.precision(train.x64):
-        if models.get(config).counted:
-            if init is not None:
-                raise UserError(f"--model {config.model} is built by counting: drop --init")
-            return _count_run(out, spec, corpus, log)
-        n_dev = devices.device_count(run.devices, train.batch_size)
-        _check_fits(train)
-        params = _initial_params(spec, config, corpus.tokenizer)
+        counted = models.get(config).counted
+        if counted and init is not None:
+            raise UserError(f"--model {config.model} is built by counting: drop --init")
+        if not counted:
+            n_dev = devices.device_count(run.devices, train.batch_size)
+            _check_fits(train)
+            params = _initial_params(spec, config, corpus.tokenizer)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower --val-size")
-        _prepare_out_dir(out)  # after every check: a bad input leaves no directory
-        checkpoint.check_fresh_out(out)
-        atomic_write_text(out / CONFIG_FILE, spec.to_json())
-        return _train_loop(out, spec, corpus, params, None, 0, n_dev, log)
+        guard = _guard(Path(out), spec, 0)
+        with guard.signals():  # from here on a signal ends in a resumable state or a complete run
+            rd = rundir.create(out, overwrite)  # after every check: a bad input leaves no directory
+            try:
+                if counted:
+                    return _count_run(rd, spec, corpus, guard, log)
+                atomic_write_text(rd.path / CONFIG_FILE, spec.to_json())
+                return _train_loop(rd, spec, corpus, params, None, 0, n_dev, guard, log)
+            except BaseException:
+                rd.abandon()
+                raise
+            finally:
+                rd.close()
 
 
 def resume_run(
@@ -299,26 +329,45 @@ def resume_run(
         raise UserError(f"the corpus's vocabulary differs from the run's {spec.vocab!r}: restore the data file")
     with devices.precision(spec.train.x64):
         n_dev = devices.device_count(spec.run.devices, spec.train.batch_size)
-        ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.vocab, spec.data_sha256)
-        atomic_write_text(out / CONFIG_FILE, spec.to_json())  # the changed ckpt_every / samples
-        log(f"resuming {out} at step {ckpt.step} of {spec.train.steps}")
-        return _train_loop(out, spec, corpus, ckpt.params, ckpt.opt_state, ckpt.step, n_dev, log)
+        rd = rundir.open_existing(out)
+        try:
+            ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.vocab, spec.data_sha256, spec.digest())
+            if "metrics" in ckpt.manifest:  # metrics.jsonl back to the checkpoint, checked unchanged up to there
+                rundir.restore_metrics(out / METRICS_FILE, ckpt.manifest["metrics"])
+            else:  # a checkpoint from before the manifest recorded metrics.jsonl
+                checkpoint.truncate_metrics(out, ckpt.step, spec.train.steps)
+            atomic_write_text(out / CONFIG_FILE, spec.to_json())  # the changed ckpt_every / samples
+            log(f"resuming {out} at step {ckpt.step} of {spec.train.steps}")
+            guard = _guard(out, spec, ckpt.step)
+            with guard.signals():
+                return _train_loop(rd, spec, corpus, ckpt.params, ckpt.opt_state, ckpt.step, n_dev, guard, log)
+        finally:
+            rd.close()
 
 
 def _train_loop(
-    out: Path, spec: RunSpec, corpus: Corpus, params: dict, opt_state: Any, start: int, n_dev: int, log: _Log
+    rd: rundir.RunDir,
+    spec: RunSpec,
+    corpus: Corpus,
+    params: dict,
+    opt_state: Any,
+    start: int,
+    n_dev: int,
+    guard: checkpoint.RunGuard,
+    log: _Log,
 ) -> RunResult:
-    """Steps ``start`` .. ``train.steps`` with metrics, evaluations, checkpoints and the signal guard, then
-    the final evaluation, params.safetensors and the samples."""
+    """Steps ``start`` .. ``train.steps`` with metrics, evaluations and checkpoints under ``guard``, then the
+    final evaluation, params.safetensors and the samples."""
     from tqdm import tqdm
 
     from microgpt_jax.train import evaluate, train
 
     config, tc, rc = spec.model, spec.train, spec.run
-    tokenizer = corpus.tokenizer
     _header(corpus, models.num_params(params), log)
     train_tokens, train_n, val_tokens, val_n = corpus.encoded(config.block_size)
-    guard = checkpoint.RunGuard(out, config, tc, spec.vocab, rc.ckpt_every, spec.data_sha256, start)
+    metrics = rundir.Metrics(rd.path / METRICS_FILE, append=start > 0)
+    guard.run_dir = rd.path
+    guard.extra_info = lambda: {"config_sha256": spec.digest(), "metrics": metrics.sync()}
     mesh = devices.make_mesh(devices.DATA_AXIS, n_dev) if n_dev > 1 else None
     recent: list[float] = []
     t0 = time.perf_counter()
@@ -329,14 +378,15 @@ def _train_loop(
 
     def on_chunk(report: Any) -> bool:
         losses, bad_step = guard.finite(report)  # a NaN/inf loss ends the metrics and the run there
-        lines = [json.dumps({"step": report.start + i, "loss": float(x)}) for i, x in enumerate(losses)]
+        lines: list[dict[str, Any]] = [{"step": report.start + i, "loss": float(x)} for i, x in enumerate(losses)]
         due = rc.eval_every and report.end % rc.eval_every == 0 and report.end < tc.steps and len(val_n)
         if due and bad_step is None:
             val = evaluate(report.params, val_tokens, val_n, config)
-            lines.append(json.dumps({"step": report.end, "val_loss": val}))
+            lines.append({"step": report.end, "val_loss": val})
             log(f"step {report.end:4d} / {tc.steps:4d} | val_loss {val:.4f}")
-        metrics.write("".join(line + "\n" for line in lines))
-        metrics.flush()
+        if bad_step is not None:
+            lines.append({"step": bad_step, "diverged": True})  # what sample --run reports of this directory
+        metrics.write(lines)
         if bad_step is not None:
             raise guard.fail(bad_step, report.losses[bad_step - report.start])
         recent.extend(float(x) for x in losses)
@@ -351,8 +401,8 @@ def _train_loop(
         return guard.after_chunk(report)  # checkpoint if due or signalled; True stops after a signal
 
     boundaries = tuple(range(rc.eval_every, tc.steps, rc.eval_every)) if rc.eval_every else ()
-    result = RunResult(out, params, config, tokenizer, spec, np.zeros(0))
-    with open(out / METRICS_FILE, "a" if start else "w", encoding="utf-8") as metrics, guard.signals():
+    result = RunResult(rd.target, params, config, corpus.tokenizer, spec, np.zeros(0))
+    try:
         try:
             params, _, result.losses = train(
                 params, train_tokens, train_n, config, tc, opt_state=opt_state, start_step=start,
@@ -373,9 +423,12 @@ def _train_loop(
                 f"| {rate:,.0f} steps/s after compile")  # fmt: skip
         if len(val_n):
             result.val_loss = evaluate(params, val_tokens, val_n, config)
-            metrics.write(json.dumps({"step": tc.steps, "val_loss": result.val_loss}) + "\n")
+            metrics.write([{"step": tc.steps, "val_loss": result.val_loss}])
             log(f"val_loss: {result.val_loss:.4f}")
-    return _finish(result, log)
+        metrics.sync()
+    finally:
+        metrics.close()
+    return _finish(result, rd, guard, log)
 
 
 @dataclass(frozen=True)
@@ -391,14 +444,40 @@ class LoadedModel:
 
 
 def load_run(run_dir: str | os.PathLike) -> LoadedModel:
-    """The finished run in ``run_dir``: its final parameters with their config and tokenizer."""
+    """The finished run in ``run_dir``: its final parameters with their config and tokenizer. An unfinished,
+    failed or mixed directory is refused with what to do about it."""
     run_dir = Path(run_dir)
+    what = rundir.state(run_dir)
+    if what in ("absent", "empty", "foreign", "not-a-directory"):
+        raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the --out of a train run")
     spec = RunSpec.read(run_dir)
     checkpoint.unfinished_run_hint(run_dir)  # no params.safetensors yet, but a checkpoint: say how to go on
+    if what == "failed":
+        diverged = [line for line in _metric_lines(run_dir) if line.get("diverged")]
+        why = f"it diverged at step {diverged[-1]['step']}" if diverged else "it stopped before its first checkpoint"
+        raise UserError(f"{run_dir} holds no trained parameters: {why}; train it again with --overwrite")
     path = run_dir / PARAMS_FILE
-    params, _ = load_params(path)
+    params, meta = load_params(path)
+    if meta.get("run_id") not in (None, spec.digest()) or meta.get("vocab", spec.vocab) != spec.vocab:
+        raise UserError(f"{path} is not the parameters of the run in {run_dir / CONFIG_FILE}: the directory mixes "
+                        "two runs; train it again with --overwrite")  # fmt: skip
     check_params(params, spec.model, source=str(path))
     return LoadedModel(params, spec.model, Tokenizer(spec.vocab), spec.train.x64, spec.train.seed, str(path))
+
+
+def _metric_lines(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's records (lines that do not parse are skipped)."""
+    out = []
+    path = run_dir / METRICS_FILE
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 def load_model_file(path: str | os.PathLike) -> LoadedModel:

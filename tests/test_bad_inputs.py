@@ -222,7 +222,7 @@ def test_resume_of_something_that_is_not_a_run(tmp_path: Path, good, capsys) -> 
 def test_unwritable_outputs(tmp_path: Path, good, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")
-    fails(train_argv(blocker / "run", good["corpus"]), capsys, "cannot write to output directory")
+    fails(train_argv(blocker / "run", good["corpus"]), capsys, "cannot create the run directory")
     fails(["export", "--run", str(good["run"]), "--out", str(blocker / "m.npz")], capsys, "cannot write")
     fails(["export", "--run", str(good["run"]), "--out", str(tmp_path / "m.txt")], capsys, "name it .safetensors")
     fails(

@@ -174,7 +174,10 @@ def test_real_divergence_is_reported(tmp_path: Path, tiny_corpus: Path, capsys) 
     err = capsys.readouterr().err
     assert "error: loss is nan at step" in err and "(lr 1e+30)" in err and "Traceback" not in err
     bad = int(err.split("at step ")[1].split()[0])
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == bad
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == bad + 1 and json.loads(lines[-1]) == {"step": bad, "diverged": True}
+    assert main(["sample", "--run", str(run)]) == 2  # no parameters: it says why
+    assert f"holds no trained parameters: it diverged at step {bad}" in capsys.readouterr().err
 
 
 def test_resume_flags(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) -> None:
@@ -188,7 +191,7 @@ def test_resume_flags(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) ->
     assert "--lr 0.02 conflicts with the run's saved --lr 0.01" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--data", str(tmp_path / "other.txt")]) == 2
     assert main(["train", "--out", str(run), *run_flags(tiny_corpus)]) == 2
-    assert "holds an unfinished run (checkpoint at step 100 of 300)" in capsys.readouterr().err
+    assert "it holds an unfinished run (checkpoint at step 100 of 300)" in capsys.readouterr().err
     # sampling the unfinished run says how to go on; its checkpoint's parameters are an ordinary file
     assert main(["sample", "--run", str(run), "--num-samples", "3"]) == 2
     assert f"is unfinished (checkpoint at step 100): finish it with `microgpt-jax train --resume {run}`" in (

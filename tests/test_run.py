@@ -22,7 +22,7 @@ def test_train_run_writes_a_run_that_loads_back(tiny_corpus: Path, tmp_path: Pat
         out, SMALL, TrainConfig(steps=12), DataConfig(path=tiny_corpus, val_size=10),
         RunConfig(eval_every=6), SampleConfig(num_samples=4), verbose=False,
     )  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "params.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json", "metrics.jsonl", "params.safetensors"]
     info = json.loads((out / "config.json").read_text())
     assert sorted(info) == ["data", "init", "model", "run", "sample", "train", "version"]  # no raw flags
     assert info["train"]["lr"] == 0.01 and info["data"]["path"] == str(tiny_corpus.resolve())

@@ -109,3 +109,13 @@ def make_mesh(axis: str, n: int) -> Any:
     from jax.sharding import Mesh
 
     return Mesh(np.asarray(jax.devices()[:n]), (axis,))
+
+
+def available_memory() -> int:
+    """Bytes the default device may hold: a GPU's or TPU's limit where JAX reports one, else the machine's RAM."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

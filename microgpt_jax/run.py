@@ -154,8 +154,17 @@ def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> d
     return {k: jnp.asarray(params[k]) for k in models.param_shapes(config)}
 
 
-def _check_fits(tc: TrainConfig) -> None:
-    """The recipe's numbers must survive the cast to the parameters' dtype (1e308 is inf in float32)."""
+def _check_fits(tc: TrainConfig, config: GPTConfig, n_docs: int) -> None:
+    """The recipe's numbers must survive the cast to the parameters' dtype (1e308 is inf in float32), and a
+    training step must fit in the device's memory."""
+    from microgpt_jax.train import step_bytes
+
+    need = step_bytes(config, tc.batch_size, n_docs, 8 if tc.x64 else 4)
+    have = devices.available_memory()
+    if need > 0.9 * have:
+        big = "--block-size (attention grows as its square)" if config.block_size > 256 else "--batch-size"
+        raise UserError(f"a training step needs about {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB "
+                        f"this device has: lower {big} or the model's size")  # fmt: skip
     info = np.finfo(devices.float_dtype(tc.x64))
     for name in ("lr", "eps", "init_std"):
         value = float(getattr(tc, name))
@@ -277,7 +286,7 @@ def train_run(
             raise UserError(f"--model {config.model} is built by counting: drop --init")
         if not counted:
             n_dev = devices.device_count(run.devices, train.batch_size)
-            _check_fits(train)
+            _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
             params = _initial_params(spec, config, corpus.tokenizer)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower --val-size")

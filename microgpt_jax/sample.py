@@ -15,6 +15,7 @@ from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer
 from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh
 from microgpt_jax.errors import UserError
+from microgpt_jax.io import check_params
 from microgpt_jax.models import forward_step, init_cache
 from microgpt_jax.xla_options import YNN_OFF, jit_with_cpu_options
 
@@ -221,5 +222,23 @@ def sample(
         raise UserError(f"num-samples must be a whole number >= 1, got {num_samples!r}")
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
-    tokens = sample_tokens(params, key, temperature, config=config, num_samples=num_samples, top_k=top_k, top_p=top_p)
-    return decode_samples(np.asarray(tokens), tokenizer)
+    check_params(params, config, source="sample: params")
+    names: list[str] = []
+    for i, start in enumerate(range(0, num_samples, chunk_rows(config))):
+        rows = min(chunk_rows(config), num_samples - start)
+        chunk_key = key if i == 0 else jax.random.fold_in(key, i)  # the first chunk is what one call would draw
+        tokens = sample_tokens(params, chunk_key, temperature, config=config, num_samples=rows, top_k=top_k,
+                               top_p=top_p)  # fmt: skip
+        names += decode_samples(np.asarray(tokens), tokenizer)
+    return names
+
+
+SAMPLE_CHUNK_BYTES = 256 << 20  # what one compiled sampling call may hold: KV caches, uniforms, tokens
+MAX_SAMPLE_CHUNK = 65_536
+
+
+def chunk_rows(config: GPTConfig) -> int:
+    """Samples per compiled call, so that memory stays bounded however many are asked for: each row carries a
+    key and a value cache of (n_layer, block_size, n_embd) floats, its uniforms and its tokens."""
+    per_row = 8 * config.block_size * (2 * config.n_layer * config.n_embd + 2 + config.vocab_size)
+    return max(1, min(MAX_SAMPLE_CHUNK, SAMPLE_CHUNK_BYTES // per_row))

@@ -22,6 +22,8 @@ from jax.sharding import PartitionSpec as P
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.devices import DATA_AXIS
+from microgpt_jax.errors import UserError
+from microgpt_jax.io import check_params
 from microgpt_jax.loss import loss_fn, nll_sum
 from microgpt_jax.optim import make_optimizer
 
@@ -38,6 +40,33 @@ def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, jax.Array]:
 def init_opt_state(optimizer: str, params: Params) -> Any:
     """The optimizer's initial state (its structure does not depend on the hyperparameters)."""
     return make_optimizer(optimizer, 1.0, 1).init(params)
+
+
+def step_bytes(config: GPTConfig, batch_size: int, n_docs: int, itemsize: int) -> int:
+    """A rough upper estimate of the memory one training step needs: the corpus's tokens on the device, the
+    parameters with their gradients and Adam's two moments, and the activations that backward keeps (per layer
+    about 12 C floats per position and 3 attention maps of H x T x T per row; 3 of V for the logits), doubled
+    for XLA's temporaries. Used to refuse a config that cannot fit before anything is written."""
+    B, T, C, L, V, H = batch_size, config.block_size, config.n_embd, config.n_layer, config.vocab_size, config.n_head
+    params = 2 * V * C + T * C + L * 12 * C * C
+    acts = L * (12 * B * T * C + 3 * B * H * T * T) + 3 * B * T * V
+    return 4 * n_docs * (T + 1) + itemsize * (4 * params + 2 * acts)
+
+
+def check_tokens(tokens_NxT1: Any, n_N: Any, config: GPTConfig, what: str = "tokens") -> None:
+    """The checked entry points' guard (``train``, ``evaluate``): ``encode_docs`` output for this config, token
+    ids inside the vocabulary, counts inside the rows; a UserError saying which is not."""
+    t, n = np.asarray(tokens_NxT1), np.asarray(n_N)
+    if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer):
+        raise UserError(f"{what}: expected (N, T+1) integer token ids (encode_docs), got {t.dtype}{list(t.shape)}")
+    if t.shape[1] - 1 > config.block_size:
+        raise UserError(f"{what}: rows of {t.shape[1]} tokens exceed block_size {config.block_size} + 1")
+    if n.shape != (t.shape[0],):
+        raise UserError(f"{what}: {t.shape[0]} rows but {list(n.shape)} counts of predicted positions")
+    if t.size and (t.min() < 0 or t.max() >= config.vocab_size):
+        raise UserError(f"{what}: token ids {t.min()}..{t.max()} are outside the vocabulary 0..{config.vocab_size - 1}")
+    if n.size and (n.min() < 0 or n.max() > t.shape[1] - 1):
+        raise UserError(f"{what}: predicted positions {n.min()}..{n.max()} outside 0..{t.shape[1] - 1}")
 
 
 def train_step(
@@ -130,6 +159,7 @@ def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iter
 
 def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, batch: int = 1024) -> float:
     """Mean NLL per predicted token over documents (the held-out val_loss), in fixed-size padded batches."""
+    check_tokens(tokens_NxT1, n_N, config)
     if len(n_N) == 0:
         return float("nan")
     total, count = 0.0, 0
@@ -184,6 +214,10 @@ def train(
     its devices.
     """
     tc = train_config
+    check_tokens(tokens_NxT1, n_N, config)
+    if len(n_N) == 0:
+        raise UserError("train: no documents to train on (0 rows of tokens)")
+    check_params(params, config, source="train: params")
     dtype = jax.tree.leaves(params)[0].dtype
     hparams = hparams_of(tc, dtype)
     if opt_state is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +327,62 @@ def test_an_ascii_terminal_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
                    env={"PYTHONIOENCODING": "ascii"})  # fmt: skip
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "\\x" in proc.stdout  # ë and é written as escapes
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--block-size", "100000"], "lower --block-size (attention grows as its square)"),
+        (["--batch-size", "10000000"], "lower --batch-size"),
+    ],
+)
+def test_configs_that_cannot_fit_are_refused_up_front(tmp_path: Path, good, capsys, flags, says) -> None:
+    """These were XLA RESOURCE_EXHAUSTED tracebacks (hundreds of GB asked) with files left behind."""
+    err = fails(train_argv(tmp_path / "out", good["corpus"], *flags), capsys, says)
+    assert "a training step needs about" in err and not (tmp_path / "out").exists()
+
+
+def test_many_samples_stream_in_bounded_chunks(monkeypatch) -> None:
+    import importlib
+
+    import jax
+
+    from microgpt_jax.config import GPTConfig
+    from microgpt_jax.data import Tokenizer
+    from microgpt_jax.models import init_params
+
+    sampling = importlib.import_module("microgpt_jax.sample")  # the module: microgpt_jax.sample is the function
+    config, tok = GPTConfig(vocab_size=4, block_size=5), Tokenizer.from_docs(["abc"])
+    params = init_params(jax.random.key(0), config)
+    first = sampling.sample(params, config, tok, jax.random.key(1), 3, 1.0)
+    monkeypatch.setattr(sampling, "MAX_SAMPLE_CHUNK", 3)
+    many = sampling.sample(params, config, tok, jax.random.key(1), 8, 1.0)
+    assert len(many) == 8 and many[:3] == first  # chunks of 3: the first is what one call draws
+    monkeypatch.undo()
+    assert sampling.chunk_rows(GPTConfig()) > 20_000 and sampling.chunk_rows(GPTConfig(block_size=100_000)) <= 10
+
+
+def test_library_entry_points_check_their_inputs() -> None:
+    """Token ids outside the vocabulary, 1-D tokens, no documents and a wrong wte once gave plausible numbers."""
+    import jax
+
+    from microgpt_jax.config import GPTConfig, TrainConfig
+    from microgpt_jax.data import Tokenizer
+    from microgpt_jax.errors import UserError
+    from microgpt_jax.models import init_params
+    from microgpt_jax.sample import sample
+    from microgpt_jax.train import evaluate, train
+
+    config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, block_size=4)
+    params = init_params(jax.random.key(0), config)
+    good_tokens, n = np.array([[4, 1, 2, 4, 4]], np.int32), np.array([3], np.int32)
+    for tokens, says in ((good_tokens * 25, "outside the vocabulary 0..4"), (good_tokens - 5, "outside the vocabulary"),
+                         (good_tokens[0], "expected (N, T+1) integer token ids")):  # fmt: skip
+        with pytest.raises(UserError, match=re.escape(says)):
+            evaluate(params, tokens, n, config)
+    with pytest.raises(UserError, match="no documents"):
+        train(params, good_tokens[:0], n[:0], config, TrainConfig(steps=1))
+    with pytest.raises(UserError, match="'wte' has shape"):
+        sample({**params, "wte": params["wte"][:3]}, config, Tokenizer.from_docs(["abcd"]), jax.random.key(0), 2)
+    with pytest.raises(UserError, match="missing 'lm_head'"):
+        train({k: v for k, v in params.items() if k != "lm_head"}, good_tokens, n, config, TrainConfig(steps=1))

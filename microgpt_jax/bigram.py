@@ -8,6 +8,7 @@ softmax is the row of probabilities), so the same loss, evaluation and sampling 
 
 ``online_bigram`` is the guide's training loop for this step: one document per step, scored under the counts so
 far and then counted, which gives a per-step loss curve; ``bigram_params`` turns its final counts into the table.
+``train --step 0`` (``TrainConfig.count`` "online") runs it; ``--model bigram`` alone counts everything at once.
 """
 
 from __future__ import annotations
@@ -56,33 +57,42 @@ def bigram_forward(params: dict[str, jax.Array], tokens_BxT: jax.Array) -> jax.A
     return params["wte"][tokens_BxT]
 
 
-def online_bigram(tokens_NxT1: jax.Array, n_N: jax.Array, vocab_size: int, steps: int) -> tuple[jax.Array, jax.Array]:
+def online_bigram(
+    tokens_NxT1: jax.Array, n_N: jax.Array, vocab_size: int, steps: int, smoothing: float = 1.0
+) -> tuple[jax.Array, jax.Array]:
     """Step 0's training loop: ``(losses_S, counts_VxV)`` after counting one document per step.
 
     Step ``s`` takes document ``s % N``. It first scores that document under the counts so far, with add-one
     smoothing, p(j | i) = (c[i, j] + 1) / (sum_j c[i, j] + vocab_size), the loss being the mean of -log p over
     the document's ``n`` pairs (``(1 / n) * sum(losses)``, as the guide does); only then are its pairs added to
     the counts. So step 0 scores under uniform probabilities and a document never helps predict itself.
+    ``smoothing`` k makes it add-k: (c[i, j] + k) / (sum_j c[i, j] + k * vocab_size) (the guide's k is 1).
 
     The guide takes every pair, ``n = len(tokens) - 1``, with no block_size cap: ``n_N`` is used as given, so
     encode with a ``block_size`` above the longest document (16 already is for names, at most 15 characters).
     The counts are integers; ``bigram_params(counts)`` makes them the model's log-probability table.
     """
-    return _online_bigram(jnp.asarray(tokens_NxT1), jnp.asarray(n_N), vocab_size, steps)
+    if not (np.isfinite(smoothing) and smoothing > 0):
+        raise UserError(f"--smoothing must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
+    float_dtype = jnp.result_type(float)  # float64 under x64, as the guide's Python floats
+    k = jnp.asarray(smoothing, float_dtype)
+    return _online_bigram(jnp.asarray(tokens_NxT1), jnp.asarray(n_N), k, vocab_size, steps)
 
 
 @partial(jax.jit, static_argnames=("vocab_size", "steps"))
-def _online_bigram(tokens_NxT1: jax.Array, n_N: jax.Array, vocab_size: int, steps: int) -> tuple[jax.Array, jax.Array]:
+def _online_bigram(
+    tokens_NxT1: jax.Array, n_N: jax.Array, k: jax.Array, vocab_size: int, steps: int
+) -> tuple[jax.Array, jax.Array]:
     num_docs, T = tokens_NxT1.shape[0], tokens_NxT1.shape[1] - 1
-    float_dtype = jnp.result_type(float)  # float64 under x64, as the guide's Python floats
+    float_dtype = k.dtype
 
     def step(counts_VxV: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
         doc_T1, n = tokens_NxT1[s % num_docs], n_N[s % num_docs]
         prev_T, next_T = doc_T1[:-1], doc_T1[1:]
         mask_T = jnp.arange(T) < n
         # score before counting: the document is predicted by the documents before it only
-        totals_T = jnp.sum(counts_VxV[prev_T], axis=1).astype(float_dtype) + vocab_size
-        probs_T = (counts_VxV[prev_T, next_T].astype(float_dtype) + 1) / totals_T
+        totals_T = jnp.sum(counts_VxV[prev_T], axis=1).astype(float_dtype) + k * vocab_size
+        probs_T = (counts_VxV[prev_T, next_T].astype(float_dtype) + k) / totals_T
         loss = jnp.sum(jnp.where(mask_T, -jnp.log(probs_T), 0.0)) / n
         # padding positions add zero (a repeated pair adds once per occurrence)
         counts_VxV = counts_VxV.at[prev_T, next_T].add(mask_T.astype(counts_VxV.dtype))

@@ -17,14 +17,20 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from microgpt_jax.config import (
+    COUNTS,
+    GRADS,
+    GUIDE_STEPS,
+    GUIDE_TITLES,
     MODELS,
     OPTIMIZERS,
     DataConfig,
     GPTConfig,
+    GradCheckConfig,
     RunConfig,
     SampleConfig,
     TrainConfig,
     fields_help,
+    step_configs,
 )
 from microgpt_jax.errors import UserError
 
@@ -99,14 +105,18 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {
         _POSITIVE_INT,
     ),
     "block_size": _number(int, 2, inclusive=True),
-    "val_size": _number(int, 0, inclusive=True),
+    **dict.fromkeys(("val_size", "doc"), _number(int, 0, inclusive=True)),
     "seed": _number(int, 0, inclusive=True),  # the upper bound is the config's (one key per seed)
     "shuffle_seed": _number(int, -(2**63), inclusive=True),
-    **dict.fromkeys(("lr", "eps", "temperature", "smoothing"), _number(float, 0, inclusive=False)),
+    **dict.fromkeys(
+        ("lr", "eps", "temperature", "smoothing", "tol_numerical", "tol_autodiff"), _number(float, 0, inclusive=False)
+    ),
     **dict.fromkeys(("b1", "b2"), _number(float, 0, inclusive=True, below=1)),
     "init_std": _number(float, 0, inclusive=True),
     "optimizer": _choice(OPTIMIZERS),
     "model": _choice(MODELS),
+    "grad": _choice(GRADS),
+    "count": _choice(COUNTS),
     "path": str,
 }
 FLAG = {"path": "--data"}  # a field whose flag is not its name with dashes
@@ -139,7 +149,10 @@ def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, 
 
 
 MODEL_FLAGS = ("n_layer", "n_embd", "n_head", "block_size", "model")
-TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "seed", "init_std", "x64", "smoothing")
+TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "seed", "init_std", "x64", "smoothing",
+               "grad", "count")  # fmt: skip
+RUN_FLAGS = ("eval_every", "ckpt_every", "devices")
+GRADCHECK_FLAGS = ("doc", "eps", "tol_numerical", "tol_autodiff")
 DATA_FLAGS = ("path", "val_size")
 SWEEP_GRID = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps",
               "n_layer", "n_embd", "n_head", "block_size")  # fmt: skip
@@ -152,6 +165,25 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     order = p.add_mutually_exclusive_group()
     _add_fields(order, DataConfig, ("shuffle_seed",))
     order.add_argument("--no-shuffle", action="store_true", default=argparse.SUPPRESS, help="keep the file's order")
+
+
+def _step(text: str) -> int:
+    """argparse type of --step: one of the guide's steps."""
+    steps = ", ".join(map(str, GUIDE_STEPS))
+    try:
+        step = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid choice {text!r}: the guide's steps are {steps}") from None
+    if step not in GUIDE_STEPS:
+        raise argparse.ArgumentTypeError(f"invalid choice {text!r}: the guide's steps are {steps}")
+    return step
+
+
+def _add_step(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--step", type=_step, default=argparse.SUPPRESS, metavar="N", help=text)
+
+
+STEPS_HELP = ", ".join(f"{n} {title}" for n, title in GUIDE_TITLES.items())
 
 
 def _add_init_variant(p: argparse.ArgumentParser) -> None:
@@ -183,12 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="replace the run already in --out, once the new run is complete (never a directory of other files)",
     )
+    _add_step(t, f"the guide's step N ({STEPS_HELP}): its model and recipe; flags given beside it override them")
     _add_data(t)
     _add_fields(t, GPTConfig, MODEL_FLAGS)
     _add_fields(t, TrainConfig, TRAIN_FLAGS)
     _add_init_variant(t)
     t.add_argument("--init", default=argparse.SUPPRESS, help="start from a state_dict file (.json, .safetensors, .npz)")
-    _add_fields(t, RunConfig, ("eval_every", "ckpt_every", "devices"))
+    _add_fields(t, RunConfig, RUN_FLAGS)
     _add_fields(t, SampleConfig, ("num_samples", "temperature"))
 
     s = sub.add_parser("sample", help="sample documents from a trained run or a parameter file")
@@ -204,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("safetensors", "npz", "json"), help="default: from the suffix of --out")
     e.add_argument("--out", required=True, help="the file to write (.safetensors, .npz or .json)")
     e.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    c = sub.add_parser(
+        "gradcheck", help="Step 1's gradient check: the MLP's hand-written gradient vs numerical and vs jax.grad"
+    )
+    _add_step(c, "the guide's step whose MLP and init to check: 1 or 2 (default: 1)")
+    _add_fields(c, GradCheckConfig, GRADCHECK_FLAGS)
+    _add_fields(c, TrainConfig, ("seed",))
+    _add_data(c)
 
     w = sub.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs, sharded over devices")
     w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, sweep.png)")
@@ -241,18 +282,35 @@ def _early(given: dict[str, Any]) -> dict[str, Any]:
     return {"init_zero_out": True} if given.get("init_variant") == "early" else {}
 
 
-def _refuse_unused(given: dict[str, Any], model: str) -> None:
-    """A flag the chosen model does not use is an error, not silently ignored."""
-    from microgpt_jax.models import REGISTRY
+def _refuse_unused(given: dict[str, Any], config: GPTConfig, train: TrainConfig) -> None:
+    """A flag the chosen model does not use is an error, not silently ignored (a field a --step sets is not)."""
+    from microgpt_jax.models import REGISTRY, unused_fields
 
-    unused = REGISTRY[model].unused | ({"init_variant"} if REGISTRY[model].counted else set())
+    model = config.model
+    unused = unused_fields(config, train) | ({"init_variant"} if REGISTRY[model].counted else set())
     bad = [flag_of(k) for k in given if k in unused]
     if bad and REGISTRY[model].counted:
+        what = "one document per step" if train.count == "online" else "all at once"
+        hint = " (or count one document per step: --count online)" if "--steps" in bad else ""
         raise UserError(
-            f"--model {model} is built by counting, with no gradient steps or layers: drop {', '.join(bad)}"
+            f"--model {model} is built by counting ({what}), with no gradient steps or layers: "
+            f"drop {', '.join(bad)}{hint}"
         )
     if bad:
         raise UserError(f"--model {model} does not use {', '.join(bad)}: drop {'it' if len(bad) == 1 else 'them'}")
+
+
+def train_configs(given: dict[str, Any]) -> tuple[GPTConfig, TrainConfig, DataConfig, RunConfig, SampleConfig]:
+    """The configs of ``train``'s flags: the guide's ``--step`` (if given) with the other flags on top; a flag the
+    model does not use is a UserError."""
+    model, train, sample = step_configs(
+        given.get("step"),
+        model=_pick(given, MODEL_FLAGS),
+        train={**_pick(given, TRAIN_FLAGS), **_early(given)},
+        sample=_pick(given, ("num_samples", "temperature")),
+    )
+    _refuse_unused(given, model, train)
+    return model, train, data_config(given), RunConfig(**_pick(given, RUN_FLAGS)), sample
 
 
 def _own_process_setup(given: dict[str, Any], own_process: bool, command: str) -> None:
@@ -272,16 +330,9 @@ def cmd_train(given: dict[str, Any]) -> int:
 
     if "resume" in given:
         return _resume(given)
-    model = given.get("model", GPTConfig().model)
-    _refuse_unused(given, model)
+    model, train, data, run_config, sample = train_configs(given)
     result = run.train_run(
-        given["out"],
-        GPTConfig(**_pick(given, MODEL_FLAGS)),
-        TrainConfig(**_pick(given, TRAIN_FLAGS), **_early(given)),
-        data_config(given),
-        RunConfig(**_pick(given, ("eval_every", "ckpt_every", "devices"))),
-        SampleConfig(**_pick(given, ("num_samples", "temperature"))),
-        init=given.get("init"),
+        given["out"], model, train, data, run_config, sample, init=given.get("init"), step=given.get("step"),
         overwrite=given.get("overwrite", False),
     )
     return 0 if result.signal is None else 128 + result.signal
@@ -295,7 +346,9 @@ def _resume(given: dict[str, Any]) -> int:
 
     spec = run.RunSpec.read(given["resume"])
     saved = {**spec.model.to_dict(), **spec.train.to_dict(), **spec.data.to_dict(), **spec.run.to_dict()}
-    saved.update(num_samples=spec.sample.num_samples, temperature=spec.sample.temperature, init=spec.init)
+    saved.update(
+        num_samples=spec.sample.num_samples, temperature=spec.sample.temperature, init=spec.init, step=spec.step
+    )
     saved["init_variant"] = "early" if spec.train.init_zero_out else "default"
     if "overwrite" in given:
         raise UserError("--overwrite starts a new run: use it with --out, not --resume")
@@ -356,6 +409,20 @@ def cmd_export(given: dict[str, Any]) -> int:
     return 0
 
 
+def cmd_gradcheck(given: dict[str, Any]) -> int:
+    """``microgpt-jax gradcheck``: Step 1's gradient check on one training document; exit status 1 when a
+    comparison is out of tolerance."""
+    from microgpt_jax.gradcheck import check_document
+
+    model, train, _ = step_configs(given.get("step", 1), train=_pick(given, ("seed",)))
+    report = check_document(data_config(given), model, train, GradCheckConfig(**_pick(given, GRADCHECK_FLAGS)))
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        print("error: the gradient check is out of tolerance", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def cmd_sweep(given: dict[str, Any]) -> int:
     """``microgpt-jax sweep``: train a grid of runs, write results.csv/json and sweep.png, print the best."""
     from microgpt_jax import sweep
@@ -378,7 +445,9 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "export": cmd_export, "sweep": cmd_sweep}
+COMMANDS = {
+    "train": cmd_train, "sample": cmd_sample, "export": cmd_export, "gradcheck": cmd_gradcheck, "sweep": cmd_sweep
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,11 @@
 - ``TrainConfig``: the training recipe (optimizer, schedule, steps, batch, init, seed, precision);
 - ``DataConfig``: the corpus, its order and the held-out split;
 - ``RunConfig``: how a run is carried out (evaluation and checkpoint cadence, devices);
-- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample``.
+- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample``;
+- ``GradCheckConfig``: Step 1's gradient check (``microgpt-jax gradcheck``).
+
+``GUIDE_STEPS`` is the guide's progression, Steps 0 to 5, as the config fields each step sets, and
+``step_configs`` builds a step's configs with given fields on top (what ``train --step N`` does).
 
 Each field's default and its one-line help live here; the command line builds its flags and its ``--help``
 from these fields (``fields_help``), so a default is written once. Every config checks its values in
@@ -22,6 +26,8 @@ from microgpt_jax.errors import UserError
 
 MODELS = ("gpt", "mlp", "bigram")  # the progression's models (microgpt_jax.models holds their functions)
 OPTIMIZERS = ("adam", "sgd")
+GRADS = ("autodiff", "analytic")  # jax.grad, or a model's hand-written backward pass (only the MLP has one)
+COUNTS = ("all", "online")  # a counted model: every training document at once, or one per step (the guide's)
 # sgd 0.3: best held-out loss for the GPT in experiments/lr_sweep.py; 1.0 (the MLP's recipe) diverges for it
 DEFAULT_LR = {"adam": 0.01, "sgd": 0.3}
 DEFAULT_INIT_STD = 0.08  # microgpt's N(0, 0.08)
@@ -121,10 +127,16 @@ class TrainConfig(_Config):
     init_zero_out: bool = _field(False, "start attn_wo and mlp_fc2 at zero (microgpt's earlier init)")
     x64: bool = _field(False, "float64 everywhere (the original's Python floats)")
     smoothing: float = _field(1.0, "bigram only: add-k smoothing of the counts")
+    grad: str = _field("autodiff", "autodiff (jax.grad) or analytic (the MLP's hand-written backward pass, Step 1)")
+    count: str = _field(
+        "all", "bigram only: all (count every training document at once) or online (Step 0: one per step, "
+        "each scored before it is counted)"
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("grad", GRADS), ("count", COUNTS)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(choices)}")
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         if self.init_std is None:
@@ -195,6 +207,76 @@ class SampleConfig(_Config):
             raise UserError(f"temperature must be a finite number > 0, got {self.temperature!r}")
         if self.seed is not None:
             _check_seed("seed", self.seed)
+
+
+@dataclass(frozen=True)
+class GradCheckConfig(_Config):
+    """Step 1's gradient check: which training document, the forward difference's step and the tolerances."""
+
+    doc: int = _field(0, "check on training document N (0: the first, 'yuheng' on names with the default shuffle)")
+    eps: float = _field(1e-5, "the forward difference's step, (L(p + eps) - L(p)) / eps (the guide's 1e-5)")
+    tol_numerical: float = _field(1e-4, "largest |numerical - analytic| that passes")
+    tol_autodiff: float = _field(1e-12, "largest |analytic - jax.grad| that passes (float64)")
+
+    def __post_init__(self) -> None:
+        _whole("gradcheck", "doc", self.doc, 0)
+        for name in ("eps", "tol_numerical", "tol_autodiff"):
+            value = getattr(self, name)
+            if not (_real(value) and value > 0):
+                raise UserError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+# The guide's progression ("MicroGPT Visualized", after Karpathy's train0.py .. train5.py): the config fields each
+# step sets, per config. Every other field keeps its default; fields given beside a step override it.
+GUIDE_STEPS: dict[int, dict[str, dict[str, Any]]] = {
+    0: {  # counting: a 27 x 27 table, one name per step, scored under the counts so far, then counted
+        "model": {"model": "bigram"},
+        "train": {"count": "online", "steps": 1000, "smoothing": 1.0},
+        "sample": {"temperature": 1.0},  # the guide samples the table as it is
+    },
+    1: {  # gradient descent: the MLP, its gradient written by hand
+        "model": {"model": "mlp"},
+        "train": {"optimizer": "sgd", "lr": 1.0, "steps": 1000, "grad": "analytic"},
+    },
+    2: {  # autograd: the same MLP and recipe, the gradient from autodiff
+        "model": {"model": "mlp"},
+        "train": {"optimizer": "sgd", "lr": 1.0, "steps": 1000, "grad": "autodiff"},
+    },
+    3: {  # attention: one head of 16
+        "model": {"model": "gpt", "n_head": 1, "n_layer": 1, "block_size": 16},
+        "train": {"optimizer": "sgd", "lr": 0.1, "steps": 1000},
+    },
+    4: {  # transformer: 4 heads of 4, the layer loop with one layer
+        "model": {"model": "gpt", "n_head": 4, "n_layer": 1, "block_size": 16},
+        "train": {"optimizer": "sgd", "lr": 0.1, "steps": 1000},
+    },
+    5: {  # Adam: the final microgpt, this package's defaults
+        "model": {"model": "gpt", "n_head": 4, "n_layer": 1, "block_size": 16},
+        "train": {"optimizer": "adam", "lr": 0.01, "b1": 0.85, "b2": 0.99, "steps": 1000},
+    },
+}
+GUIDE_TITLES = {0: "counting", 1: "gradient descent", 2: "autograd", 3: "attention", 4: "transformer", 5: "Adam"}
+
+
+def step_configs(
+    step: int | None,
+    model: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    sample: dict[str, Any] | None = None,
+) -> tuple[GPTConfig, TrainConfig, SampleConfig]:
+    """The configs of the guide's step ``step`` (``GUIDE_STEPS``; None: the defaults), the fields given in
+    ``model``, ``train`` and ``sample`` on top: what ``microgpt-jax train --step N [flags]`` trains."""
+    if step is None:
+        fields: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "sample": {}}
+    elif isinstance(step, int) and not isinstance(step, bool) and step in GUIDE_STEPS:
+        fields = GUIDE_STEPS[step]
+    else:
+        raise UserError(f"unknown step {step!r}: the guide's steps are {', '.join(map(str, GUIDE_STEPS))}")
+    return (
+        GPTConfig(**{**fields.get("model", {}), **(model or {})}),
+        TrainConfig(**{**fields.get("train", {}), **(train or {})}),
+        SampleConfig(**{**fields.get("sample", {}), **(sample or {})}),
+    )
 
 
 def fields_help(cls: type) -> dict[str, tuple[Any, str]]:

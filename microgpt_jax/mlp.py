@@ -3,11 +3,13 @@
 Three matrices under microgpt's names, each (nout, nin): ``wte`` (V, C), ``mlp_fc1`` (4C, C) and
 ``mlp_fc2`` (V, 4C); on names (V = 27, C = 16) that is 3,184 parameters. The forward is
 ``logits = mlp_fc2 · relu(mlp_fc1 · wte[token])`` at every position independently: no position embedding,
-no attention, no norm. Trained like the GPT (the loss is the same mean NLL, the gradient comes from jax.grad).
+no attention, no norm. Trained like the GPT (the loss is the same mean NLL), its gradient from jax.grad or
+from its own backward pass (``TrainConfig.grad``).
 
 Step 1 of the guide derives this model's gradient by hand before autograd exists, and checks it against a
-numerical one. ``analytic_value_and_grad`` is that hand-written backward pass (the only one in the package);
-``numerical_gradient`` and ``gradient_check`` are the check, extended with a comparison against jax.grad.
+numerical one. ``analytic_value_and_grad`` is that hand-written backward pass (the only one in the package;
+``train --step 1`` trains with it, ``--step 2`` with jax.grad); ``numerical_gradient`` and ``gradcheck.py`` are
+the check, extended with a comparison against jax.grad.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@
 - ``gpt``: microgpt's transformer (microgpt_jax.gpt).
 
 A ``Model`` holds each one's functions (state_dict shapes, forward over whole sequences, one-token step with
-its cache) and what it is not: ``counted`` models are built by counting, not by gradient steps, and
-``unused`` names the config fields it ignores (the command line refuses them). ``param_shapes``,
+its cache, and a hand-written ``analytic_value_and_grad`` where there is one: the MLP's, Step 1) and what it is
+not: ``counted`` models are built by counting, not by gradient steps, and ``unused`` names the config fields it
+ignores (the command line refuses them; ``unused_fields`` adds what depends on the recipe). ``param_shapes``,
 ``init_params``, ``forward``, ``init_cache`` and ``forward_step`` below work for every model; loss,
 training, evaluation, sampling and io call these.
 """
@@ -21,8 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from microgpt_jax import bigram, mlp
-from microgpt_jax.config import MODELS, GPTConfig
+from microgpt_jax.config import MODELS, GPTConfig, TrainConfig
 from microgpt_jax.devices import default_float
+from microgpt_jax.errors import UserError
 from microgpt_jax.gpt import gpt, gpt_step, init_kv_cache
 from microgpt_jax.gpt import param_shapes as gpt_shapes
 
@@ -47,6 +49,8 @@ class Model:
     forward_step: Callable[[Params, jax.Array, jax.Array, Cache, GPTConfig], tuple[jax.Array, Cache]]
     counted: bool
     unused: frozenset[str]
+    # (params, tokens_BxT1, n_B, config) -> (loss, grads), the backward pass written by hand; None: jax.grad only
+    analytic_value_and_grad: Callable[[Params, jax.Array, jax.Array, GPTConfig], tuple[jax.Array, Params]] | None = None
 
 
 def _no_cache(config: GPTConfig, batch: int, dtype: jnp.dtype) -> Cache:
@@ -67,18 +71,23 @@ def _mlp_forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> ja
     return mlp.mlp_forward(params, tokens_BxT)
 
 
+def _mlp_analytic(params: Params, tokens_BxT1: jax.Array, n_B: jax.Array, config: GPTConfig):
+    return mlp.analytic_value_and_grad(params, tokens_BxT1, n_B)
+
+
 REGISTRY: dict[str, Model] = {
     "bigram": Model(
         "bigram", bigram.param_shapes, _bigram_forward, _no_cache, partial(_stateless_step, _bigram_forward),
-        counted=True, unused=_GRADIENT_FIELDS | {"n_layer", "n_embd", "n_head"},
+        counted=True, unused=_GRADIENT_FIELDS | {"n_layer", "n_embd", "n_head", "grad"},
     ),
     "mlp": Model(
         "mlp", mlp.param_shapes, _mlp_forward, _no_cache, partial(_stateless_step, _mlp_forward),
-        counted=False, unused=frozenset({"n_layer", "n_head", "smoothing"}),
+        counted=False, unused=frozenset({"n_layer", "n_head", "smoothing", "count"}),
+        analytic_value_and_grad=_mlp_analytic,
     ),
     "gpt": Model(
         "gpt", gpt_shapes, gpt, init_kv_cache, gpt_step,
-        counted=False, unused=frozenset({"smoothing"}),
+        counted=False, unused=frozenset({"smoothing", "count"}),
     ),
 }  # fmt: skip
 assert set(REGISTRY) == set(MODELS)  # config.py validates the names without importing the models
@@ -87,6 +96,28 @@ assert set(REGISTRY) == set(MODELS)  # config.py validates the names without imp
 def get(config: GPTConfig) -> Model:
     """The registry entry of ``config.model``."""
     return REGISTRY[config.model]
+
+
+def unused_fields(config: GPTConfig, train: TrainConfig) -> frozenset[str]:
+    """The config fields ``config.model`` ignores when trained with ``train``: the registry's ``unused``, except
+    that counting online (``count`` "online", one document per step) takes ``steps``."""
+    unused = get(config).unused
+    if get(config).counted and train.count == "online":
+        unused -= {"steps"}
+    return unused
+
+
+def analytic_gradient(config: GPTConfig) -> Callable[[Params, jax.Array, jax.Array, GPTConfig], tuple]:
+    """``config.model``'s hand-written ``(params, tokens_BxT1, n_B, config) -> (loss, grads)`` (``train.grad``
+    "analytic"): only the MLP has one (Step 1's); for another model it is a UserError."""
+    analytic = get(config).analytic_value_and_grad
+    if analytic is None:
+        have = [name for name, m in REGISTRY.items() if m.analytic_value_and_grad is not None]
+        raise UserError(
+            f"--model {config.model} has no hand-written gradient (only {', '.join(have)} has, Step 1's): "
+            "use --grad autodiff"
+        )
+    return analytic
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:

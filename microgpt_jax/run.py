@@ -3,9 +3,10 @@
 A run directory holds:
 
 - ``config.json``: the run described once: ``model``, ``train``, ``data`` (with the corpus's path, SHA-256
-  and vocabulary), ``run``, ``sample`` and ``init`` (the file the parameters started from, or null);
+  and vocabulary), ``run``, ``sample``, ``init`` (the file the parameters started from, or null) and ``step``
+  (the guide's step whose recipe the configs were built from, ``config.step_configs``, or null);
 - ``metrics.jsonl``: ``{"step": s, "loss": x}`` for every step (s from 0) and ``{"step": s, "val_loss": x}``
-  for every held-out evaluation;
+  for every held-out evaluation (a model counted all at once has one "step", 0);
 - ``checkpoint/``: the latest checkpoint, when one was written (``checkpoint.py``);
 - ``params.safetensors``: the final state_dict with its config and vocabulary (written last).
 
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from microgpt_jax import checkpoint, devices, models, rundir
-from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
+from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.data import Corpus, Tokenizer, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import atomic_write_text, cast_params, check_params, load_params, save_params
@@ -50,6 +51,7 @@ class RunSpec:
     vocab: str
     data_sha256: str
     init: str | None = None
+    step: int | None = None  # the guide's step the configs came from (config.GUIDE_STEPS), or None
 
     def to_doc(self) -> dict[str, Any]:
         """config.json's content."""
@@ -61,6 +63,7 @@ class RunSpec:
             "run": self.run.to_dict(),
             "sample": self.sample.to_dict(),
             "init": self.init,
+            "step": self.step,
         }
 
     def to_json(self) -> str:
@@ -89,6 +92,9 @@ class RunSpec:
             init = doc["init"]
             if init is not None and not isinstance(init, str):
                 raise TypeError("init must be a path or null")
+            step = doc.get("step")  # absent in the files of earlier versions of this package
+            if step is not None and (isinstance(step, bool) or step not in GUIDE_STEPS):
+                raise ValueError(f"step {step!r} is not one of the guide's steps")
             return cls(
                 GPTConfig.from_dict(doc["model"]),
                 TrainConfig.from_dict(doc["train"]),
@@ -98,6 +104,7 @@ class RunSpec:
                 vocab,
                 sha,
                 init,
+                step,
             )
         except (OSError, ValueError, KeyError, TypeError, UserError) as e:
             raise UserError(f"{path} is not a run config this version reads ({e}): train the run again") from None
@@ -213,40 +220,48 @@ def _header(corpus: Corpus, n_params: int, log: _Log, extra: str = "") -> None:
 
 
 def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: checkpoint.RunGuard, log: _Log) -> RunResult:
-    """A counted model (the bigram): count the training pairs, evaluate, save and sample like any run."""
-    from microgpt_jax.bigram import bigram_params, count_bigrams
+    """A counted model (the bigram), evaluated, saved and sampled like any run. ``train.count`` "all" counts
+    every training pair at once (metrics.jsonl: the training NLL as step 0); "online" is the guide's Step 0,
+    ``train.steps`` steps of one document each, scored before it is counted (one loss line per step)."""
+    from microgpt_jax.bigram import bigram_params, count_bigrams, online_bigram
     from microgpt_jax.train import evaluate
 
-    config = spec.model
+    config, tc = spec.model, spec.train
     train_tokens, train_n, val_tokens, val_n = corpus.encoded(config.block_size)
-    smoothing = spec.train.smoothing
-    params = bigram_params(count_bigrams(train_tokens, train_n, config.vocab_size), smoothing,
-                           devices.float_dtype(spec.train.x64))  # fmt: skip
-    _header(corpus, models.num_params(params), log, f" (counted, add-{smoothing:g} smoothed)")
+    dtype = devices.float_dtype(tc.x64)
+    if tc.count == "online":
+        t0 = time.perf_counter()
+        losses, counts = online_bigram(train_tokens, train_n, config.vocab_size, tc.steps, tc.smoothing)
+        losses, counts = np.asarray(losses), np.asarray(counts)
+        how = f"counted online, one document per step, add-{tc.smoothing:g} smoothed"
+    else:
+        counts = count_bigrams(train_tokens, train_n, config.vocab_size)
+        how = f"counted, add-{tc.smoothing:g} smoothed"
+    params = bigram_params(counts, tc.smoothing, dtype)
+    _header(corpus, models.num_params(params), log, f" ({how})")
     atomic_write_text(rd.path / CONFIG_FILE, spec.to_json())
-    lines = [{"step": 0, "loss": evaluate(params, train_tokens, train_n, config)}]
+    if tc.count == "online":
+        lines = [{"step": s, "loss": float(x)} for s, x in enumerate(losses)]
+        recent = losses[-LOSS_WINDOW:]
+        log(f"step {tc.steps:4d} / {tc.steps:4d} | loss {np.mean(recent):.4f} (mean of last {len(recent)}) "
+            f"| {time.perf_counter() - t0:.1f} s, compile included")  # fmt: skip
+    else:
+        lines = [{"step": 0, "loss": evaluate(params, train_tokens, train_n, config)}]
+        losses = np.asarray([lines[0]["loss"]])
     val = None
     if len(val_n):
         val = evaluate(params, val_tokens, val_n, config)
-        lines.append({"step": 0, "val_loss": val})
+        lines.append({"step": tc.steps if tc.count == "online" else 0, "val_loss": val})
         log(f"val_loss: {val:.4f}")
     atomic_write_text(rd.path / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
-    result = RunResult(rd.target, params, config, corpus.tokenizer, spec, np.asarray([lines[0]["loss"]]), val)
+    result = RunResult(rd.target, params, config, corpus.tokenizer, spec, losses, val)
     return _finish(result, rd, guard, log)
 
 
-def _guard(path: Path, spec: RunSpec, start: int, metrics: rundir.Metrics | None = None) -> checkpoint.RunGuard:
-    """The signal, NaN and checkpoint guard of a run; its checkpoints record the config's digest and
-    metrics.jsonl's length and digest, so a resume can tell they are unchanged."""
-
-    def extra() -> dict[str, Any]:
-        info: dict[str, Any] = {"config_sha256": spec.digest()}
-        if metrics is not None:
-            info["metrics"] = metrics.sync()
-        return info
-
+def _guard(path: Path, spec: RunSpec, start: int) -> checkpoint.RunGuard:
+    """The signal, NaN and checkpoint guard of a run (``_train_loop`` adds what its checkpoints record)."""
     return checkpoint.RunGuard(path, spec.model, spec.train, spec.vocab, spec.run.ckpt_every, spec.data_sha256,
-                               start, extra_info=extra, init=spec.init)  # fmt: skip
+                               start, init=spec.init)  # fmt: skip
 
 
 def train_run(
@@ -258,19 +273,24 @@ def train_run(
     sample: SampleConfig = SampleConfig(),
     *,
     init: str | os.PathLike | None = None,
+    step: int | None = None,
     overwrite: bool = False,
     verbose: bool = True,
 ) -> RunResult:
     """Train a fresh run into the directory ``out``: what ``microgpt-jax train --out`` does.
 
     ``model.vocab_size`` is taken from the corpus's tokenizer. ``init`` starts from a parameter file instead
-    of N(0, init_std). Prints progress, the held-out val_loss and the samples unless ``verbose`` is False.
-    ``out`` must be new or empty; a directory holding a run is replaced only with ``overwrite`` (and only once
-    the new run is complete), and one holding anything else never (see ``rundir``).
+    of N(0, init_std). ``step`` records in config.json which of the guide's steps the configs were built from
+    (``config.step_configs(step, ...)``; it changes nothing else). Prints progress, the held-out val_loss and
+    the samples unless ``verbose`` is False. ``out`` must be new or empty; a directory holding a run is replaced
+    only with ``overwrite`` (and only once the new run is complete), and one holding anything else never (see
+    ``rundir``).
     """
     log = _Log(verbose)
     if not str(out).strip():  # Path("") is the current directory
         raise UserError("--out is empty: name a run directory, e.g. --out runs/microgpt")
+    if step is not None and (isinstance(step, bool) or step not in GUIDE_STEPS):
+        raise UserError(f"unknown step {step!r}: the guide's steps are {', '.join(map(str, GUIDE_STEPS))}")
     refusal = rundir._refusal(Path(out), rundir.state(Path(out)), overwrite)
     if refusal is not None:  # before the corpus is read: the cheapest check first
         raise refusal
@@ -278,13 +298,15 @@ def train_run(
     config = dataclasses.replace(model, vocab_size=corpus.tokenizer.vocab_size)
     spec = RunSpec(
         config, train, dataclasses.replace(data, path=str(corpus.path.resolve())), run, sample,
-        corpus.tokenizer.uchars, sha256_file(corpus.path), None if init is None else str(Path(init).resolve()),
+        corpus.tokenizer.uchars, sha256_file(corpus.path), None if init is None else str(Path(init).resolve()), step,
     )  # fmt: skip
     with devices.precision(train.x64):
         counted = models.get(config).counted
         if counted and init is not None:
             raise UserError(f"--model {config.model} is built by counting: drop --init")
         if not counted:
+            if train.grad == "analytic":
+                models.analytic_gradient(config)  # a model without one: a UserError, before any file
             n_dev = devices.device_count(run.devices, train.batch_size)
             _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
             params = _initial_params(spec, config, corpus.tokenizer)

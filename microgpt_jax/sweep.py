@@ -79,9 +79,15 @@ class Member:
 def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> list[Member]:
     """The cross product of ``grid`` (keys from GRID_KEYS, each a list of values) over the base configs.
 
-    A field the grid does not name keeps the base config's value. An ``lr`` of None means the member's
+    A field the grid does not name keeps the base config's value. Sweeps train with jax.grad: a ``base_train``
+    asking for the hand-written gradient (``grad`` "analytic") is a UserError. An ``lr`` of None means the member's
     optimizer's default (``config.DEFAULT_LR``) and an ``init_std`` of None the init's default, as in ``train``.
     """
+    if base_train.grad != "autodiff":
+        raise UserError(
+            f"a sweep trains with jax.grad: grad {base_train.grad!r} is refused (the hand-written gradient gives "
+            "the same numbers; train it with microgpt-jax train --step 1)"
+        )
     unknown = set(grid) - set(GRID_KEYS)
     if unknown:
         raise UserError(f"unknown sweep keys {sorted(unknown)}: use {', '.join(GRID_KEYS)}")

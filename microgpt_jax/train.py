@@ -25,6 +25,7 @@ from microgpt_jax.devices import DATA_AXIS
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import check_params
 from microgpt_jax.loss import loss_fn, nll_sum
+from microgpt_jax.models import analytic_gradient
 from microgpt_jax.optim import make_optimizer
 
 Params = dict[str, jax.Array]
@@ -78,11 +79,15 @@ def train_step(
     *,
     config: GPTConfig,
     optimizer: str,
+    grad: str = "autodiff",
 ) -> tuple[Params, Any, jax.Array]:
-    """One step: loss and gradients from jax.value_and_grad, then the optimizer's update."""
+    """One step: the loss and its gradient, then the optimizer's update. The gradient comes from
+    jax.value_and_grad (``grad`` "autodiff") or the model's hand-written backward pass ("analytic": the MLP's,
+    ``mlp.analytic_value_and_grad``)."""
     hp = hparams
     opt = make_optimizer(optimizer, hp["lr"], hp["num_steps"], hp["b1"], hp["b2"], hp["eps"])
-    loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxT1, n_B, config)
+    value_and_grad = analytic_gradient(config) if grad == "analytic" else jax.value_and_grad(loss_fn)
+    loss, grads = value_and_grad(params, tokens_BxT1, n_B, config)
     params, opt_state = opt.update(grads, opt_state, params)
     return params, opt_state, loss
 
@@ -99,7 +104,7 @@ def batch_rows(step: jax.Array, batch_size: int, n_docs: int) -> jax.Array:
     return (step * batch_size + jnp.arange(batch_size)) % n_docs
 
 
-@partial(jax.jit, static_argnames=("config", "optimizer", "batch_size", "chunk", "mesh"))
+@partial(jax.jit, static_argnames=("config", "optimizer", "batch_size", "chunk", "mesh", "grad"))
 def train_chunk(
     params: Params,
     opt_state: Any,
@@ -114,10 +119,12 @@ def train_chunk(
     batch_size: int,
     chunk: int,
     mesh: Mesh | None = None,
+    grad: str = "autodiff",
 ) -> tuple[Params, Any, jax.Array]:
     """Run steps start .. start + chunk - 1 (those < ``end``) as one compiled scan; returns the new
     params and optimizer state and the ``chunk`` per-step losses (NaN for skipped steps).
-    With a ``mesh``, each step's batch is split over its ``data`` axis (data parallel)."""
+    With a ``mesh``, each step's batch is split over its ``data`` axis (data parallel); ``grad`` is
+    ``train_step``'s."""
     n_docs = tokens_NxT1.shape[0]
 
     def step(carry, s):
@@ -126,7 +133,7 @@ def train_chunk(
             rows = batch_rows(s, batch_size, n_docs)
             params, opt_state, loss = train_step(
                 params, opt_state, hparams, shard_batch(tokens_NxT1[rows], mesh), shard_batch(n_N[rows], mesh),
-                config=config, optimizer=optimizer,
+                config=config, optimizer=optimizer, grad=grad,
             )  # fmt: skip
             return (params, opt_state), loss
 
@@ -207,6 +214,7 @@ def train(
 ) -> tuple[Params, Any, np.ndarray]:
     """Train from ``start_step`` to ``train_config.steps``; returns (params, opt_state, losses of the steps run).
 
+    The gradient is ``train_config.grad``'s (see ``train_step``).
     ``chunk`` steps run per compiled call (default: ``default_chunk``); a chunk also ends at every step in
     ``boundaries`` (evaluations, checkpoints). ``on_chunk`` is called after each chunk; returning True stops
     the run there.
@@ -247,6 +255,7 @@ def train(
                 batch_size=tc.batch_size,
                 chunk=chunk,
                 mesh=mesh,
+                grad=tc.grad,
             )
             losses = np.asarray(losses)[: end - s]
             all_losses.append(losses)

@@ -24,7 +24,8 @@ def test_train_run_writes_a_run_that_loads_back(tiny_corpus: Path, tmp_path: Pat
     )  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json", "metrics.jsonl", "params.safetensors"]
     info = json.loads((out / "config.json").read_text())
-    assert sorted(info) == ["data", "init", "model", "run", "sample", "train", "version"]  # no raw flags
+    assert sorted(info) == ["data", "init", "model", "run", "sample", "step", "train", "version"]  # no raw flags
+    assert info["step"] is None  # configs not built from one of the guide's steps
     assert info["train"]["lr"] == 0.01 and info["data"]["path"] == str(tiny_corpus.resolve())
     assert len(result.losses) == 12 and result.val_loss is not None and len(result.samples) == 4
     loaded = run.load_run(out)
@@ -51,7 +52,8 @@ def test_library_and_cli_runs_are_the_same_run(tiny_corpus: Path, tmp_path: Path
         (["--batch-size", "3", "--devices", "2"], "--devices 2: there are 1 device(s)"),
         (["--devices", "99"], "--devices 99"),
         (["--b1", "1"], "--b1: must be a finite number >= 0 and < 1"),
-        (["--step", "10"], "unrecognized arguments: --step"),  # no abbreviations: --step is not --steps
+        (["--step", "10"], "--step: invalid choice '10': the guide's steps are 0, 1, 2, 3, 4, 5"),
+        (["--ste", "10"], "unrecognized arguments: --ste"),  # no abbreviations
         (["--init", "missing.json"], "not found"),
         (["--model", "mlp", "--n-head", "2"], "--model mlp does not use --n-head"),
     ],

@@ -332,7 +332,14 @@ def cmd_train(given: dict[str, Any]) -> int:
         return _resume(given)
     model, train, data, run_config, sample = train_configs(given)
     result = run.train_run(
-        given["out"], model, train, data, run_config, sample, init=given.get("init"), step=given.get("step"),
+        given["out"],
+        model,
+        train,
+        data,
+        run_config,
+        sample,
+        init=given.get("init"),
+        step=given.get("step"),
         overwrite=given.get("overwrite", False),
     )
     return 0 if result.signal is None else 128 + result.signal

@@ -200,9 +200,14 @@ def check_encodable(lines: Sequence[tuple[int, str]], tokenizer: Tokenizer, sour
         except UserError as e:  # a word tokenizer's empty word
             raise UserError(f"{source} line {lineno}: {e}") from None
         if unit is not None:
+            hint = (
+                " (--lowercase makes it one)"
+                if unit.lower() != unit and not tokenizer.first_unknown(unit.lower())
+                else ""
+            )
             raise UserError(
                 f"{source} line {lineno}: {what} {unit[:40]!r} is not in the model's vocabulary "
-                f"({len(tokenizer.vocab)} {what}s): fine-tune on text made of its {what}s, or train from scratch"
+                f"({len(tokenizer.vocab)} {what}s){hint}: fine-tune on text made of its {what}s, or train from scratch"
             )
 
 

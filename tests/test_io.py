@@ -150,3 +150,30 @@ def test_init_accepts_every_format(tmp_path: Path, tiny_corpus: Path, capsys) ->
         assert init["path"] == str(f.resolve()) and init["run"] is None and len(init["sha256"]) == 64
     capsys.readouterr()
     assert len(set(first.values())) == 1, first
+
+
+@pytest.mark.parametrize("name", ["model.json", "model.npz", "run/params.safetensors"])
+def test_files_written_before_the_word_tokenizer_still_load(name: str) -> None:
+    """tests/data/legacy_v2 was written by the code before this change (41e811a): the vocabulary is the string
+    of characters ("abc"), read as a char tokenizer."""
+    params, meta = load_params(LEGACY / name)
+    assert meta["tokenizer"] == Tokenizer("char", "abc") and meta["config"].vocab_size == 4
+    raw = json.loads(LEGACY.joinpath("model.json").read_text())["__metadata__"]
+    assert raw["vocab"] == "abc"  # the old form, as written then
+    ref, _ = load_params(LEGACY / "run" / "params.safetensors")
+    assert all(params[k].tobytes() == v.tobytes() for k, v in ref.items())
+
+
+def test_sample_from_a_file_written_before_the_word_tokenizer(tmp_path: Path, capsys) -> None:
+    argv = ["sample", "--params", str(LEGACY / "model.npz"), "--num-samples", "6", "--seed", "3", "--temperature", "1"]
+    assert main(argv) == 0
+    # what the code of 41e811a printed for the same command
+    assert capsys.readouterr().out.split("\n")[:-1] == [
+        f"sample {i + 1:2d}: {s}" for i, s in enumerate(["aa", "ba", "b", "bbc", "ab", "abab"])
+    ]
+    # exported again, it carries the {kind, vocab} form
+    assert main(["export", "--params", str(LEGACY / "model.npz"), "--out", str(tmp_path / "new.json")]) == 0
+    assert json.loads((tmp_path / "new.json").read_text())["__metadata__"]["vocab"] == {
+        "kind": "char",
+        "vocab": list("abc"),
+    }

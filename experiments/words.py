@@ -311,7 +311,9 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"- Model: n_layer {m['n_layer']}, n_embd {m['n_embd']}, n_head {m['n_head']}, block_size "
         f"{m['block_size']}, init N(0, 0.08): **{r['params']:,} parameters**.",
         "- Recipe: one sentence per step, Adam (lr 0.01, b1 0.85, b2 0.99, eps 1e-8), lr decayed linearly to 0.",
-        f"- Machine: {r['machine']}. The cores were shared with other work while it ran: read the seconds as rough.",
+        f"- Machine: {r['machine']}. The cores were shared with other work while it ran (1-minute load average "
+        f"{r['load_average_1min']['start']:.1f} at the start, {r['load_average_1min']['end']:.1f} at the end): "
+        "read the seconds as rough.",
         "",
         "## Pre-training",
         "",
@@ -338,7 +340,17 @@ def markdown(r: dict[str, Any], command: str) -> str:
         f"its 5,000 steps in {book['seconds']:.0f} s: {book['steps_per_s']:.1f} steps/s, so about "
         f"{book['pretrain_seconds_estimate'] / 60:.0f} minutes for the run. This run took {pre['seconds']:.1f} s "
         f"for {pre['steps']:,} steps, everything included (reading the corpus, compiling, training, the held-out "
-        f"evaluation, saving, samples): **{speedup:,.0f}x** the book's time"
+        f"evaluation, saving, samples): **{speedup:,.0f}x less time** than the book's run"
+        + (
+            f"; after compiling, {_rate(pre['steps_per_s_after_compile'])} steps/s"
+            if pre["steps_per_s_after_compile"]
+            else ""
+        )
+        + (
+            f", {pre['steps_per_s_after_compile'] / book['steps_per_s']:,.0f}x the book's rate per step"
+            if pre["steps_per_s_after_compile"]
+            else ""
+        )
         + (" (a --quick run: not comparable)" if r["quick"] else "")
         + ". The book reports loss 6.39 at step 1 and 1.76 at step 5,000 (one sentence's loss each).",
         "",
@@ -402,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     out = Path(args.out) if args.out else (None if args.quick else RESULTS)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="words-runs-") as tmp:
         results = run_all(args, Path(tmp) if args.quick else Path(args.runs))
     if out is None:
@@ -410,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python experiments/words.py" + (" --quick" if args.quick else "")
     command += f" --val-size {args.val_size}" if args.val_size != 1000 else ""
     results["command"] = command
+    results["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "words.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "words.md", markdown(results, command))

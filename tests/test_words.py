@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -107,3 +108,46 @@ def test_questions_the_vocabulary_lacks_stop_before_any_run(words, tmp_path: Pat
     with pytest.raises(UserError, match=r"questions\.txt line 2: word 'zebra'"):
         words.main(argv)
     assert not (tmp_path / "o").exists()
+
+
+def _corpus(env: str) -> Path:
+    path = os.environ.get(env)
+    if not path or not Path(path).is_file():
+        pytest.skip(f"the book's corpus is not available: set {env}")
+    return Path(path)
+
+
+@pytest.mark.slow
+def test_acceptance_on_the_books_corpora(words, tmp_path: Path, capsys) -> None:
+    """The issue's acceptance commands on grade1_sentences.txt and questions.txt (skipped without them)."""
+    from conftest import read_metrics
+
+    from microgpt_jax.cli import main
+
+    sentences, questions = _corpus(words.WORDS_ENV), _corpus(words.QUESTIONS_ENV)
+    pre, ft = tmp_path / "words", tmp_path / "questions"
+    flags = ["--tokenizer", "word", "--data", str(sentences), "--n-layer", "2", "--n-embd", "32", "--steps", "5000"]
+    assert main(["train", "--out", str(pre), *flags]) == 0
+    stdout = capsys.readouterr().out
+    assert "vocab size: 597 (596 words + BOS)" in stdout and "num params: 63296" in stdout
+    metrics = read_metrics(pre)
+    losses = np.array([m["loss"] for m in metrics if "loss" in m])
+    val = next(m["val_loss"] for m in metrics if "val_loss" in m)
+    # the book's recipe sees a sixth of the corpus once: the loss falls from ln(597) = 6.39 to about 2.8
+    assert losses[-500:].mean() < 3.0 and val < 3.0
+    held_out = words.held_out_sentences(sentences, 42, 1000, lowercase=False)
+    assert abs(words.numpy_nll(pre / "params.safetensors", held_out) - val) < 1e-4
+    vocab = set(json.loads((pre / "config.json").read_text())["data"]["vocab"]["vocab"])
+    assert main(["sample", "--run", str(pre), "--top-k", "10", "--top-p", "0.9"]) == 0
+    samples = [line.split(": ", 1)[-1] for line in capsys.readouterr().out.splitlines()]
+    assert len(samples) == 20 and all(set(s.split(" ")) <= vocab for s in samples if s)
+    assert sum(bool(s) for s in samples) >= 15
+    # fine-tuning from the run directory, with its tokenizer: the loss falls and the samples ask
+    tune = ["--init", str(pre), "--data", str(questions), "--lr", "0.001", "--steps", "1000", "--val-size", "0"]
+    assert main(["train", "--out", str(ft), *tune, "--top-k", "10", "--top-p", "0.9"]) == 0
+    stdout = capsys.readouterr().out
+    losses = np.array([m["loss"] for m in read_metrics(ft)])
+    assert losses[:50].mean() > losses[-100:].mean() + 1.0
+    starts = {q.split(" ")[0] for q in questions.read_text().split("\n") if q}
+    asked = [line.split(": ", 1)[-1] for line in stdout.splitlines() if line.startswith("sample ")]
+    assert sum(s.split(" ")[0] in starts for s in asked) >= 15, asked

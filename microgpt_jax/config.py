@@ -2,9 +2,10 @@
 
 - ``GPTConfig``: the model's architecture (and which model of the progression it is);
 - ``TrainConfig``: the training recipe (optimizer, schedule, steps, batch, init, seed, precision);
-- ``DataConfig``: the corpus, its order and the held-out split;
+- ``DataConfig``: the corpus, its order, the held-out split and its tokenizer (characters or words);
 - ``RunConfig``: how a run is carried out (evaluation and checkpoint cadence, devices);
-- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample``.
+- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample`` (temperature, top-k,
+  top-p).
 
 Each field's default and its one-line help live here; the command line builds its flags and its ``--help``
 from these fields (``fields_help``), so a default is written once. Every config checks its values in
@@ -141,7 +142,7 @@ class TrainConfig(_Config):
 
 @dataclass(frozen=True)
 class DataConfig(_Config):
-    """Where the documents come from, their order and the held-out split."""
+    """Where the documents come from, their order, the held-out split, and how they become tokens."""
 
     path: str | None = _field(None, "corpus, one document per line ($MICROGPT_JAX_DATA, else data/names.txt)")
     shuffle_seed: int | None = _field(42, "random.Random(N).shuffle(docs), the original's order; None keeps the file's")
@@ -188,8 +189,8 @@ class SampleConfig(_Config):
     num_samples: int = _field(20, "how many documents to sample")
     temperature: float = _field(0.5, "softmax temperature (> 0; lower is more conservative)")
     seed: int | None = _field(None, "PRNG seed of the samples (default: the run's --seed)")
-    top_k: int = _field(0, "draw only from the K highest-scoring tokens (0 = off)")
-    top_p: float = _field(1.0, "then from the most likely tokens until their total probability exceeds P (1 = off)")
+    top_k: int = _field(0, "draw only from the K highest-scoring tokens; 0 is off")
+    top_p: float = _field(1.0, "then from the most likely tokens until their total probability exceeds P; 1 is off")
 
     def __post_init__(self) -> None:
         _whole("sample", "num_samples", self.num_samples, 1)

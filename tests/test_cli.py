@@ -10,8 +10,6 @@ from conftest import read_metrics
 from microgpt_jax.cli import main
 from microgpt_jax.io import load_params
 
-SMALL_MODEL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
 
 @pytest.fixture
 def trained_run(tiny_corpus, tmp_path, capsys):
@@ -52,37 +50,3 @@ def test_init_from_run_params_is_checked(trained_run, tiny_corpus, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "differs from the init model's: n_embd 8 (init: 16)" in err
     assert not (tmp_path / "r2").exists()
-
-
-def test_word_tokenizer_and_filters_on_the_command_line(tmp_path, capsys):
-    corpus = tmp_path / "s.txt"
-    corpus.write_text("The cat sat\nthe dog ran\na cat ran\nthe dog sat on a mat\n" * 5)
-    out = tmp_path / "words"
-    flags = [
-        "--data",
-        str(corpus),
-        "--val-size",
-        "4",
-        "--steps",
-        "20",
-        "--num-samples",
-        "4",
-        "--top-k",
-        "3",
-        *SMALL_MODEL,
-    ]
-    assert main(["train", "--out", str(out), *flags, "--tokenizer", "word", "--lowercase", "--top-p", "0.9"]) == 0
-    stdout = capsys.readouterr().out
-    assert "vocab size: 9 (8 words + BOS)" in stdout
-    assert "--- inference (new, hallucinated sentences, temperature 0.5, top-k 3, top-p 0.9) ---" in stdout
-    vocab = {"a", "cat", "dog", "mat", "on", "ran", "sat", "the"}
-    samples = [
-        line.split(": ", 1)[1] if ": " in line else "" for line in stdout.splitlines() if line.startswith("sample ")
-    ]
-    assert len(samples) == 4 and all(set(s.split(" ")) <= vocab for s in samples if s)
-    # top-k 1 is the argmax: the same sentence from any seed
-    firsts = set()
-    for seed in ("1", "2"):
-        assert main(["sample", "--run", str(out), "--num-samples", "1", "--top-k", "1", "--seed", seed]) == 0
-        firsts.add(capsys.readouterr().out)
-    assert len(firsts) == 1

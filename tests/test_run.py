@@ -152,6 +152,30 @@ def test_fine_tune_keeps_the_init_tokenizer_and_architecture(word_run: run.RunRe
         np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(v))
 
 
+def test_word_run_from_the_command_line_is_the_library_run(word_run: run.RunResult, tmp_path: Path, capsys) -> None:
+    """The same run as the fixture's, by flags (so the same compiled programs): the same parameters; the sampling
+    flags --top-k and --top-p in train and sample."""
+    corpus = word_run.spec.data.path
+    out = tmp_path / "cli"
+    flags = ["--data", corpus, "--val-size", "5", "--tokenizer", "word", "--lowercase", "--steps", "40"]
+    model = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
+    assert (
+        main(["train", "--out", str(out), *flags, *model, "--num-samples", "6", "--top-k", "3", "--top-p", "0.9"]) == 0
+    )
+    stdout = capsys.readouterr().out
+    assert f"vocab size: {word_run.config.vocab_size} ({word_run.config.vocab_size - 1} words + BOS)" in stdout
+    assert "--- inference (new, hallucinated sentences, temperature 0.5, top-k 3, top-p 0.9) ---" in stdout
+    assert (out / "params.safetensors").read_bytes() == (word_run.out / "params.safetensors").read_bytes()
+    samples = [line.split(": ", 1)[-1] for line in stdout.splitlines() if line.startswith("sample ")]
+    assert samples == run.sample_model(run.load_run(out), SampleConfig(num_samples=6, top_k=3, top_p=0.9))
+    # top-k 1 is the argmax: the same sentences from any seed
+    firsts = set()
+    for seed in ("1", "2"):
+        assert main(["sample", "--run", str(out), "--num-samples", "3", "--top-k", "1", "--seed", seed]) == 0
+        firsts.add(capsys.readouterr().out)
+    assert len(firsts) == 1
+
+
 @pytest.mark.parametrize(
     ("line3", "lowercase", "says"),
     [

@@ -20,7 +20,7 @@ _EXPORTS = {
     "SampleConfig": "config",
     "TrainConfig": "config",
     "Corpus": "data",
-    "Tokenizer": "data",
+    "Tokenizer": "tokenizer",
     "encode_docs": "data",
     "load_corpus": "data",
     "load_docs": "data",

@@ -41,6 +41,7 @@ from microgpt_jax.io import (
     safetensors_bytes,
     save_params,
 )
+from microgpt_jax.tokenizer import Tokenizer, as_tokenizer
 
 CKPT_DIR = "checkpoint"
 MANIFEST = "checkpoint.json"
@@ -97,7 +98,7 @@ def save_checkpoint(
     params: dict[str, Any],
     opt_state: Any,
     config: GPTConfig,
-    vocab: str,
+    tokenizer: Tokenizer | str,
     info: dict[str, Any] | None = None,
 ) -> Path:
     """Write the checkpoint of ``step`` into ``run_dir/checkpoint/`` atomically (manifest renamed last).
@@ -112,7 +113,7 @@ def save_checkpoint(
             f"cannot write checkpoint directory {ck}: {e.strerror}: free space or fix permissions"
         ) from None
     params_name, opt_name = f"params-{step:08d}.safetensors", f"opt_state-{step:08d}.safetensors"
-    params_path = save_params(ck / params_name, {k: np.asarray(v) for k, v in params.items()}, config, vocab)
+    params_path = save_params(ck / params_name, {k: np.asarray(v) for k, v in params.items()}, config, tokenizer)
     opt_bytes = safetensors_bytes(opt_state_arrays(opt_state), {"format": "microgpt_jax.opt_state", "step": str(step)})
     atomic_write_bytes(ck / opt_name, opt_bytes)
     manifest = {
@@ -155,8 +156,10 @@ class Checkpoint:
     manifest: dict[str, Any]
 
 
-def load_checkpoint(run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, vocab: str) -> Checkpoint:
-    """Read and verify ``run_dir/checkpoint/``: file hashes, shapes against ``config``, the vocabulary, and the
+def load_checkpoint(
+    run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, tokenizer: Tokenizer | str
+) -> Checkpoint:
+    """Read and verify ``run_dir/checkpoint/``: file hashes, shapes against ``config``, the tokenizer, and the
     optimizer state's structure against a fresh ``init_opt_state``. Arrays come back as jax arrays in the
     run's dtype."""
     import jax.numpy as jnp
@@ -187,9 +190,12 @@ def load_checkpoint(run_dir: str | os.PathLike, config: GPTConfig, train_config:
             raise UserError(f"checkpoint file {ck / name} does not match its SHA-256 in {MANIFEST}: it was changed")
     params, meta = load_params(ck / manifest["params"])
     check_params(params, config, source=str(ck / manifest["params"]))
-    if meta.get("vocab") != vocab:
+    tokenizer = as_tokenizer(tokenizer)
+    if meta.get("tokenizer") != tokenizer:
+        got = meta.get("tokenizer")
         raise UserError(
-            f"{ck / manifest['params']}: vocabulary {meta.get('vocab')!r} differs from the data's {vocab!r}"
+            f"{ck / manifest['params']}: its {_describe(got)} differs from the run's {_describe(tokenizer)}: "
+            "the checkpoint is from another run"
         )
     dtype = float_dtype(train_config.x64)
     params = {k: jnp.asarray(params[k], dtype) for k in params}
@@ -200,6 +206,15 @@ def load_checkpoint(run_dir: str | os.PathLike, config: GPTConfig, train_config:
     template = init_opt_state(train_config.optimizer, params)
     opt_state = opt_state_from_arrays(opt_arrays, template, str(ck / manifest["opt_state"]))
     return Checkpoint(step, params, opt_state, manifest)
+
+
+def _describe(tokenizer: Tokenizer | None) -> str:
+    """A short name of a tokenizer for error messages: kind, size and the first entries."""
+    if tokenizer is None:
+        return "missing vocabulary"
+    head = ("" if tokenizer.kind == "char" else " ").join(tokenizer.vocab[:12])
+    more = "..." if len(tokenizer.vocab) > 12 else ""
+    return f"{tokenizer.kind} vocabulary of {len(tokenizer.vocab)} ({head!r}{more})"
 
 
 def truncate_metrics(run_dir: str | os.PathLike, step: int, steps: int) -> None:
@@ -237,7 +252,7 @@ class RunGuard:
         run_dir: str | os.PathLike,
         config: GPTConfig,
         train_config: TrainConfig,
-        vocab: str,
+        tokenizer: Tokenizer | str,
         ckpt_every: int | None,
         data_sha256: str,
         start_step: int = 0,
@@ -247,7 +262,7 @@ class RunGuard:
         self.extra_info = extra_info or dict  # more manifest entries, computed when a checkpoint is written
         self.init = init
         self.run_dir = Path(run_dir)
-        self.config, self.tc, self.vocab = config, train_config, vocab
+        self.config, self.tc, self.tokenizer = config, train_config, as_tokenizer(tokenizer)
         self.ckpt_every = ckpt_every
         self.data_sha256 = data_sha256
         self.last_ckpt: int | None = start_step if start_step else None
@@ -295,7 +310,7 @@ class RunGuard:
             "prng_key": np.asarray(jax.random.key_data(jax.random.key(self.tc.seed))).tolist(),
             **self.extra_info(),
         }
-        save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.vocab, info)
+        save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.tokenizer, info)
         self.last_ckpt = step
 
     def after_chunk(self, report: Any) -> bool:
@@ -348,7 +363,7 @@ def resume_state(
     run_dir: str | os.PathLike,
     config: GPTConfig,
     train_config: TrainConfig,
-    vocab: str,
+    tokenizer: Tokenizer | str,
     data_sha256: str,
     config_sha256: str | None = None,
 ) -> Checkpoint:
@@ -356,7 +371,7 @@ def resume_state(
     the corpus, the run's config (``config_sha256``, see ``rundir.config_digest``) and the manifest's step.
     Anything changed is a one-line refusal. (The caller restores metrics.jsonl: ``rundir.restore_metrics``
     with the manifest's record, or ``truncate_metrics`` for a checkpoint from before that record.)"""
-    ckpt = load_checkpoint(run_dir, config, train_config, vocab)
+    ckpt = load_checkpoint(run_dir, config, train_config, tokenizer)
     manifest, ck = ckpt.manifest, Path(run_dir) / CKPT_DIR / MANIFEST
     if manifest.get("data_sha256") not in (None, data_sha256):
         raise UserError(f"the data file changed since {run_dir} was checkpointed: restore it to resume")

@@ -23,6 +23,7 @@ from microgpt_jax.config import (
     GUIDE_TITLES,
     MODELS,
     OPTIMIZERS,
+    TOKENIZERS,
     DataConfig,
     GPTConfig,
     GradCheckConfig,
@@ -58,9 +59,13 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def _number(kind: type, minimum: float, inclusive: bool, below: float | None = None) -> Callable[[str], Any]:
-    """An argparse type: a finite int or float >= (or >) ``minimum`` (and < ``below``), else a one-line error."""
+def _number(
+    kind: type, minimum: float, inclusive: bool, below: float | None = None, at_most: float | None = None
+) -> Callable[[str], Any]:
+    """An argparse type: a finite int or float >= (or >) ``minimum`` (and < ``below``, or <= ``at_most``), else
+    a one-line error."""
     bound = f"{'>=' if inclusive else '>'} {minimum}" + (f" and < {below}" if below is not None else "")
+    bound += f" and <= {at_most}" if at_most is not None else ""
     noun, must = ("a whole number", bound) if kind is int else ("a number", f"a finite number {bound}")
 
     def parse(text: str) -> Any:
@@ -69,6 +74,7 @@ def _number(kind: type, minimum: float, inclusive: bool, below: float | None = N
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
         ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+        ok = ok and (at_most is None or value <= at_most)
         if not ok or (below is not None and value >= below):
             raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
         return value
@@ -113,10 +119,13 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     ),
     **dict.fromkeys(("b1", "b2"), _number(float, 0, inclusive=True, below=1)),
     "init_std": _number(float, 0, inclusive=True),
+    "top_k": _number(int, 0, inclusive=True),
+    "top_p": _number(float, 0, inclusive=False, at_most=1),
     "optimizer": _choice(OPTIMIZERS),
     "model": _choice(MODELS),
     "grad": _choice(GRADS),
     "count": _choice(COUNTS),
+    "tokenizer": _choice(TOKENIZERS),
     "path": str,
 }
 FLAG = {"path": "--data"}  # a field whose flag is not its name with dashes
@@ -153,11 +162,12 @@ TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "see
                "grad", "count")  # fmt: skip
 RUN_FLAGS = ("eval_every", "ckpt_every", "devices")
 GRADCHECK_FLAGS = ("doc", "eps", "tol_numerical", "tol_autodiff")
-DATA_FLAGS = ("path", "val_size")
+DATA_FLAGS = ("path", "val_size", "tokenizer", "lowercase")
+SAMPLE_FLAGS = ("num_samples", "temperature", "top_k", "top_p")
 SWEEP_GRID = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps",
               "n_layer", "n_embd", "n_head", "block_size")  # fmt: skip
 # flags that may differ on --resume: they change neither a parameter nor metrics.jsonl
-RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature")
+RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature", "top_k", "top_p")
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -220,15 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fields(t, GPTConfig, MODEL_FLAGS)
     _add_fields(t, TrainConfig, TRAIN_FLAGS)
     _add_init_variant(t)
-    t.add_argument("--init", default=argparse.SUPPRESS, help="start from a state_dict file (.json, .safetensors, .npz)")
+    t.add_argument(
+        "--init",
+        metavar="RUN_OR_FILE",
+        default=argparse.SUPPRESS,
+        help="fine-tune: start from a trained run directory or a parameter file (.safetensors, .npz, .json), "
+        "keeping its architecture and tokenizer",
+    )
     _add_fields(t, RunConfig, RUN_FLAGS)
-    _add_fields(t, SampleConfig, ("num_samples", "temperature"))
+    _add_fields(t, SampleConfig, SAMPLE_FLAGS)
 
     s = sub.add_parser("sample", help="sample documents from a trained run or a parameter file")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a run directory written by train")
     src.add_argument("--params", help="a parameter file carrying its config and vocabulary")
-    _add_fields(s, SampleConfig, ("num_samples", "temperature", "seed"))
+    _add_fields(s, SampleConfig, (*SAMPLE_FLAGS, "seed"))
 
     e = sub.add_parser("export", help="write a run's parameters as safetensors, npz or microgpt-style json")
     src = e.add_mutually_exclusive_group(required=True)
@@ -272,7 +288,7 @@ def _pick(given: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
 
 def data_config(given: dict[str, Any]) -> DataConfig:
     """The DataConfig of the data flags given."""
-    fields = _pick(given, ("path", "val_size", "shuffle_seed"))
+    fields = _pick(given, ("path", "val_size", "shuffle_seed", "tokenizer", "lowercase"))
     if given.get("no_shuffle"):
         fields["shuffle_seed"] = None
     return DataConfig(**fields)
@@ -300,16 +316,20 @@ def _refuse_unused(given: dict[str, Any], config: GPTConfig, train: TrainConfig)
         raise UserError(f"--model {model} does not use {', '.join(bad)}: drop {'it' if len(bad) == 1 else 'them'}")
 
 
-def train_configs(given: dict[str, Any]) -> tuple[GPTConfig, TrainConfig, DataConfig, RunConfig, SampleConfig]:
+def train_configs(
+    given: dict[str, Any],
+) -> tuple[GPTConfig | None, TrainConfig, DataConfig, RunConfig, SampleConfig]:
     """The configs of ``train``'s flags: the guide's ``--step`` (if given) with the other flags on top; a flag the
     model does not use is a UserError."""
     model, train, sample = step_configs(
         given.get("step"),
         model=_pick(given, MODEL_FLAGS),
         train={**_pick(given, TRAIN_FLAGS), **_early(given)},
-        sample=_pick(given, ("num_samples", "temperature")),
+        sample=_pick(given, SAMPLE_FLAGS),
     )
     _refuse_unused(given, model, train)
+    if "init" in given and "step" not in given and not _pick(given, MODEL_FLAGS):
+        model = None  # fine-tuning: the init model's architecture
     return model, train, data_config(given), RunConfig(**_pick(given, RUN_FLAGS)), sample
 
 
@@ -354,7 +374,9 @@ def _resume(given: dict[str, Any]) -> int:
     spec = run.RunSpec.read(given["resume"])
     saved = {**spec.model.to_dict(), **spec.train.to_dict(), **spec.data.to_dict(), **spec.run.to_dict()}
     saved.update(
-        num_samples=spec.sample.num_samples, temperature=spec.sample.temperature, init=spec.init, step=spec.step
+        {k: getattr(spec.sample, k) for k in SAMPLE_FLAGS},
+        init=None if spec.init is None else spec.init.given,
+        step=spec.step,
     )
     saved["init_variant"] = "early" if spec.train.init_zero_out else "default"
     if "overwrite" in given:
@@ -375,7 +397,7 @@ def _resume(given: dict[str, Any]) -> int:
     result = run.resume_run(
         given["resume"],
         dataclasses.replace(spec.run, **_pick(given, ("ckpt_every",))),
-        dataclasses.replace(spec.sample, **_pick(given, ("num_samples", "temperature"))),
+        dataclasses.replace(spec.sample, **_pick(given, SAMPLE_FLAGS)),
     )
     return 0 if result.signal is None else 128 + result.signal
 
@@ -390,7 +412,7 @@ def cmd_sample(given: dict[str, Any]) -> int:
     """``microgpt-jax sample``: print new documents from a trained model."""
     from microgpt_jax.run import sample_model
 
-    names = sample_model(_load(given), SampleConfig(**_pick(given, ("num_samples", "temperature", "seed"))))
+    names = sample_model(_load(given), SampleConfig(**_pick(given, (*SAMPLE_FLAGS, "seed"))))
     for i, name in enumerate(names):
         print(f"sample {i + 1:2d}: {name}")
     return 0
@@ -410,7 +432,7 @@ def cmd_export(given: dict[str, Any]) -> int:
     if Path(given["out"]).exists() and not given["overwrite"]:
         raise UserError(f"--out {given['out']} exists: pick another name, or pass --overwrite to replace it")
     model = _load(given)
-    save_params(given["out"], model.params, model.config, model.tokenizer.uchars)
+    save_params(given["out"], model.params, model.config, model.tokenizer)
     dtype = next(iter(model.params.values())).dtype
     print(f"wrote {given['out']} ({fmt}: {len(model.params)} matrices of {dtype}, config and vocabulary)")
     return 0

@@ -2,9 +2,10 @@
 
 - ``GPTConfig``: the model's architecture (and which model of the progression it is);
 - ``TrainConfig``: the training recipe (optimizer, schedule, steps, batch, init, seed, precision);
-- ``DataConfig``: the corpus, its order and the held-out split;
+- ``DataConfig``: the corpus, its order, the held-out split and its tokenizer (characters or words);
 - ``RunConfig``: how a run is carried out (evaluation and checkpoint cadence, devices);
-- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample``;
+- ``SampleConfig``: the samples printed at the end of a run or by ``microgpt-jax sample`` (temperature, top-k,
+  top-p);
 - ``GradCheckConfig``: Step 1's gradient check (``microgpt-jax gradcheck``).
 
 ``GUIDE_STEPS`` is the guide's progression, Steps 0 to 5, as the config fields each step sets, and
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microgpt_jax.errors import UserError
+from microgpt_jax.tokenizer import KINDS as TOKENIZERS
 
 MODELS = ("gpt", "mlp", "bigram")  # the progression's models (microgpt_jax.models holds their functions)
 OPTIMIZERS = ("adam", "sgd")
@@ -161,15 +163,23 @@ class TrainConfig(_Config):
 
 @dataclass(frozen=True)
 class DataConfig(_Config):
-    """Where the documents come from, their order and the held-out split."""
+    """Where the documents come from, their order, the held-out split, and how they become tokens."""
 
     path: str | None = _field(None, "corpus, one document per line ($MICROGPT_JAX_DATA, else data/names.txt)")
     shuffle_seed: int | None = _field(42, "random.Random(N).shuffle(docs), the original's order; None keeps the file's")
     val_size: int = _field(1000, "hold out the last N documents for val_loss")
+    tokenizer: str | None = _field(
+        None, "char (microgpt's, the default) or word (split on spaces); with --init, the init model's"
+    )
+    lowercase: bool = _field(False, "lower-case every document before tokenizing (the book's sentences)")
 
     def __post_init__(self) -> None:
         if self.path is not None and not isinstance(self.path, str):
             object.__setattr__(self, "path", str(self.path))  # a pathlib.Path is welcome
+        if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
+            raise UserError(f"unknown tokenizer {self.tokenizer!r}: use one of {', '.join(TOKENIZERS)}")
+        if not isinstance(self.lowercase, bool):
+            raise UserError(f"lowercase must be true or false, got {self.lowercase!r}")
         if self.shuffle_seed is not None and (
             not isinstance(self.shuffle_seed, int) or isinstance(self.shuffle_seed, bool)
         ):
@@ -200,11 +210,16 @@ class SampleConfig(_Config):
     num_samples: int = _field(20, "how many documents to sample")
     temperature: float = _field(0.5, "softmax temperature (> 0; lower is more conservative)")
     seed: int | None = _field(None, "PRNG seed of the samples (default: the run's --seed)")
+    top_k: int = _field(0, "draw only from the K highest-scoring tokens; 0 is off")
+    top_p: float = _field(1.0, "then from the most likely tokens until their total probability exceeds P; 1 is off")
 
     def __post_init__(self) -> None:
         _whole("sample", "num_samples", self.num_samples, 1)
         if not (_real(self.temperature) and self.temperature > 0):
             raise UserError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        _whole("sample", "top_k", self.top_k, 0)
+        if not (_real(self.top_p) and 0 < self.top_p <= 1):
+            raise UserError(f"top_p must be a number > 0 and <= 1 (1 = off), got {self.top_p!r}")
         if self.seed is not None:
             _check_seed("seed", self.seed)
 

@@ -1,4 +1,6 @@
-"""The corpus: find or download it, read documents, shuffle and split (``load_corpus``), and the tokenizer."""
+"""The corpus: find or download it, read documents, shuffle, split and tokenize them (``load_corpus``).
+
+``Tokenizer`` (characters or words) lives in ``microgpt_jax.tokenizer`` and is re-exported here."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from microgpt_jax.config import DataConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import MAX_CORPUS_BYTES, read_regular
+from microgpt_jax.tokenizer import Tokenizer
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
@@ -79,9 +82,10 @@ def resolve_data_path(data: str | os.PathLike | None = None, default: str | os.P
     return download(NAMES_URL, default)
 
 
-def parse_docs(raw: bytes, source: str = "data") -> list[str]:
-    """Documents from a UTF-8 text: the non-empty lines, stripped. Bad UTF-8 is an error naming the line.
-    A byte-order mark at the start is not text (editors on Windows write one): it is dropped."""
+def parse_lines(raw: bytes, source: str = "data") -> list[tuple[int, str]]:
+    """``(line number, document)`` of a UTF-8 text's non-empty lines, stripped, numbered from 1 as an editor
+    does. Bad UTF-8 is an error naming the line. A byte-order mark at the start is not text (editors on Windows
+    write one): it is dropped."""
     raw = raw.removeprefix(b"\xef\xbb\xbf")
     docs = []
     for lineno, line in enumerate(raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"), start=1):
@@ -93,17 +97,27 @@ def parse_docs(raw: bytes, source: str = "data") -> list[str]:
             ) from None
         text = text.strip()
         if text:
-            docs.append(text)
+            docs.append((lineno, text))
     if not docs:
         raise UserError(f"{source}: no documents (every line is empty): pass a text file with one document per line")
     return docs
 
 
-def load_docs(path: str | os.PathLike) -> list[str]:
-    """Read a corpus file into its list of documents (non-empty stripped lines); a regular file of at most
+def parse_docs(raw: bytes, source: str = "data") -> list[str]:
+    """Documents from a UTF-8 text: the non-empty lines, stripped. Bad UTF-8 is an error naming the line."""
+    return [text for _, text in parse_lines(raw, source)]
+
+
+def load_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """A corpus file's documents (non-empty stripped lines) with their line numbers; a regular file of at most
     ``files.MAX_CORPUS_BYTES``."""
     raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file, one document per line, with --data PATH")
-    return parse_docs(raw, str(path))
+    return parse_lines(raw, str(path))
+
+
+def load_docs(path: str | os.PathLike) -> list[str]:
+    """Read a corpus file into its list of documents (non-empty stripped lines)."""
+    return [text for _, text in load_lines(path)]
 
 
 def shuffle_docs(docs: Sequence[str], seed: int | None = 42) -> list[str]:
@@ -124,48 +138,6 @@ def split_docs(docs: Sequence[str], val_size: int = 1000) -> tuple[list[str], li
         )
     cut = len(docs) - val_size
     return list(docs[:cut]), list(docs[cut:])
-
-
-@dataclass(frozen=True)
-class Tokenizer:
-    """microgpt's character tokenizer: ids 0..len(uchars)-1 are characters, BOS = len(uchars)."""
-
-    uchars: str
-
-    @classmethod
-    def from_docs(cls, docs: Sequence[str]) -> Tokenizer:
-        """uchars = the sorted unique characters of all documents."""
-        return cls("".join(sorted(set("".join(docs)))))
-
-    @property
-    def bos(self) -> int:
-        """The id of the Beginning/End Of Sequence token."""
-        return len(self.uchars)
-
-    @property
-    def vocab_size(self) -> int:
-        """Characters plus BOS."""
-        return len(self.uchars) + 1
-
-    def encode(self, text: str) -> list[int]:
-        """Character ids of ``text``; a character outside the vocabulary is an error naming it."""
-        index = {c: i for i, c in enumerate(self.uchars)}
-        ids = []
-        for c in text:
-            if c not in index:
-                raise UserError(f"character {c!r} is not in the vocabulary {self.uchars!r}")
-            ids.append(index[c])
-        return ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of character ids; BOS and out-of-range ids are errors."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < len(self.uchars):
-                raise UserError(f"token id {i} is not a character id (0..{len(self.uchars) - 1})")
-            out.append(self.uchars[i])
-        return "".join(out)
 
 
 def encode_docs(docs: Sequence[str], tokenizer: Tokenizer, block_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -200,11 +172,61 @@ class Corpus:
         )
 
 
+def _tokenizer_of(lines: Sequence[tuple[int, str]], kind: str, source: str) -> Tokenizer:
+    """The tokenizer built from every document; a document it cannot take (a word tokenizer's doubled space)
+    is an error naming its line."""
+    try:
+        return Tokenizer.from_docs([text for _, text in lines], kind)  # type: ignore[arg-type]
+    except UserError:
+        for lineno, text in lines:
+            try:
+                Tokenizer.from_docs([text], kind)  # type: ignore[arg-type]
+            except UserError as e:
+                raise UserError(f"{source} line {lineno}: {e}") from None
+        raise
+
+
+def check_encodable(lines: Sequence[tuple[int, str]], tokenizer: Tokenizer, source: str) -> None:
+    """Every document encodes with ``tokenizer`` (a trained model's), else a one-line UserError naming the first
+    word or character it lacks and the line it is on."""
+    what = "character" if tokenizer.kind == "char" else "word"
+    for lineno, text in lines:
+        try:
+            unit = tokenizer.first_unknown(text)
+        except UserError as e:  # a word tokenizer's empty word
+            raise UserError(f"{source} line {lineno}: {e}") from None
+        if unit is not None:
+            hint = (
+                " (--lowercase makes it one)"
+                if unit.lower() != unit and not tokenizer.first_unknown(unit.lower())
+                else ""
+            )
+            raise UserError(
+                f"{source} line {lineno}: {what} {unit[:40]!r} is not in the model's vocabulary "
+                f"({len(tokenizer.vocab)} {what}s){hint}: fine-tune on text made of its {what}s, or train from scratch"
+            )
+
+
 def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
-    """Read, shuffle and split the corpus ``data`` names; the tokenizer is built from all its documents unless
-    one is given (a model's own, to fine-tune it on other text)."""
+    """Read, lower-case (``data.lowercase``), shuffle and split the corpus ``data`` names.
+
+    The tokenizer is built from all its documents (``data.tokenizer``: char, the default, or word) unless one
+    is given: a trained model's own, to fine-tune it on other text. Then every document must encode with it
+    (an error names the first word or character it lacks and its line), and ``data.tokenizer``, when set,
+    must be its kind."""
     path = resolve_data_path(data.path)
-    docs = shuffle_docs(load_docs(path), data.shuffle_seed)
-    tokenizer = tokenizer or Tokenizer.from_docs(docs)
+    lines = load_lines(path)
+    if data.lowercase:
+        lines = [(lineno, text.lower()) for lineno, text in lines]
+    if tokenizer is None:
+        tokenizer = _tokenizer_of(lines, data.tokenizer or "char", str(path))
+    else:
+        if data.tokenizer is not None and data.tokenizer != tokenizer.kind:
+            raise UserError(
+                f"--tokenizer {data.tokenizer} differs from the model's {tokenizer.kind} tokenizer: "
+                "fine-tuning keeps the model's tokenizer; drop --tokenizer"
+            )
+        check_encodable(lines, tokenizer, str(path))
+    docs = shuffle_docs([text for _, text in lines], data.shuffle_seed)
     train_docs, val_docs = split_docs(docs, data.val_size)
     return Corpus(path, train_docs, val_docs, tokenizer)

@@ -1,7 +1,9 @@
 """Parameter files in and out (safetensors, npz, microgpt-style JSON) and atomic writes.
 
 Every file holds the state_dict under microgpt's names, each matrix (nout, nin), plus metadata: the model
-config, the vocabulary (uchars) and the dtype, so a file alone is enough to sample from. Round trips are
+config, the tokenizer (``vocab``: ``{"kind": "char" | "word", "vocab": [entries]}``; files written before the
+word tokenizer hold the characters as one string, and still load) and the dtype, so a file alone is enough to
+sample from. Round trips are
 exact: safetensors and npz hold the bits, JSON holds each number as Python's shortest repr of the float64
 that equals it (a float32 read back and cast to float32 is the same float32). Nothing is ever half-written:
 bytes go to a temp file in the same directory, then a rename. Reading never trusts the bytes: anything
@@ -28,6 +30,7 @@ from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import MAX_PARAMS_BYTES, read_regular
 from microgpt_jax.models import param_shapes
+from microgpt_jax.tokenizer import Tokenizer, as_tokenizer
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".json": "json"}
 META_KEY = "__metadata__"
@@ -108,13 +111,13 @@ def format_of(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def _metadata(config: GPTConfig | None, vocab: str | None, dtype: str) -> dict[str, Any]:
+def _metadata(config: GPTConfig | None, tokenizer: Tokenizer | None, dtype: str) -> dict[str, Any]:
     """The metadata as plain JSON values (JSON files store it so; safetensors and npz as strings)."""
     meta: dict[str, Any] = {"format": "microgpt_jax", "dtype": dtype}
     if config is not None:
         meta["config"] = config.to_dict()
-    if vocab is not None:
-        meta["vocab"] = vocab
+    if tokenizer is not None:
+        meta["vocab"] = tokenizer.to_meta()
     return meta
 
 
@@ -168,11 +171,12 @@ def params_to_bytes(
     params: dict[str, Any],
     fmt: str,
     config: GPTConfig | None = None,
-    vocab: str | None = None,
+    tokenizer: Tokenizer | str | None = None,
     run_id: str | None = None,
 ) -> bytes:
-    """Serialise a state_dict in ``fmt`` (safetensors, npz or json) with its config and vocabulary (and the id
-    of the run that wrote it, for a run directory's final parameters)."""
+    """Serialise a state_dict in ``fmt`` (safetensors, npz or json) with its config and tokenizer (a string is
+    a char tokenizer's characters), and the id of the run that wrote it, for a run directory's final parameters."""
+    tokenizer = None if tokenizer is None else as_tokenizer(tokenizer)
     arrays = {k: np.asarray(v) for k, v in params.items()}
     for k, v in arrays.items():  # what load_params reads back: 2-D matrices of float32 or float64
         if v.ndim != 2 or str(v.dtype) not in DTYPES:
@@ -183,7 +187,7 @@ def params_to_bytes(
     if len(dtypes) > 1:
         raise UserError(f"parameters mix dtypes {sorted(dtypes)}: cast them to one dtype before saving")
     dtype = dtypes.pop() if dtypes else "float32"
-    meta = _metadata(config, vocab, dtype)
+    meta = _metadata(config, tokenizer, dtype)
     if run_id is not None:
         meta["run_id"] = run_id
     if fmt == "safetensors":
@@ -204,18 +208,20 @@ def save_params(
     path: str | os.PathLike,
     params: dict[str, Any],
     config: GPTConfig | None = None,
-    vocab: str | None = None,
+    tokenizer: Tokenizer | str | None = None,
     run_id: str | None = None,
 ) -> Path:
-    """Save a state_dict, the format chosen by the suffix (.safetensors, .npz, .json), atomically."""
+    """Save a state_dict with its config and tokenizer, the format chosen by the suffix (.safetensors, .npz,
+    .json), atomically."""
     path = Path(path)
-    atomic_write_bytes(path, params_to_bytes(params, format_of(path), config, vocab, run_id))
+    atomic_write_bytes(path, params_to_bytes(params, format_of(path), config, tokenizer, run_id))
     return path
 
 
 def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
-    """config -> GPTConfig, vocab -> str, dtype -> 'float32' | 'float64'. With ``encoded`` (safetensors, npz)
-    config and vocab are JSON strings; json files hold them as plain JSON values."""
+    """config -> GPTConfig, vocab -> ``tokenizer`` (a Tokenizer: the ``{kind, vocab}`` object, or a string of
+    characters as files before the word tokenizer wrote it), dtype -> 'float32' | 'float64'. With ``encoded``
+    (safetensors, npz) config and vocab are JSON strings; json files hold them as plain JSON values."""
     if not isinstance(meta, dict):
         raise UserError(f"{path}: bad metadata (not an object): re-export the file")
     out: dict[str, Any] = {}
@@ -229,9 +235,7 @@ def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
         if "vocab" in meta:
             vocab = meta["vocab"]
             vocab = json.loads(vocab) if encoded and isinstance(vocab, str) else vocab
-            if not isinstance(vocab, str) or len(set(vocab)) != len(vocab):
-                raise ValueError("vocab is not a string of distinct characters")
-            out["vocab"] = vocab
+            out["tokenizer"] = Tokenizer.from_meta(vocab)
         if "dtype" in meta:
             if meta["dtype"] not in DTYPES:
                 raise ValueError(f"dtype {meta['dtype']!r} is not one of {', '.join(DTYPES)}")
@@ -242,10 +246,10 @@ def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
             out["run_id"] = meta["run_id"]
     except (ValueError, TypeError, RecursionError, UserError) as e:
         raise UserError(f"{path}: bad metadata ({e}): re-export the file") from None
-    if "config" in out and "vocab" in out and len(out["vocab"]) + 1 != out["config"].vocab_size:
+    if "config" in out and "tokenizer" in out and out["tokenizer"].vocab_size != out["config"].vocab_size:
         raise UserError(
-            f"{path}: bad metadata: a vocabulary of {len(out['vocab'])} characters does not fit "
-            f"vocab_size {out['config'].vocab_size}: re-export the file"
+            f"{path}: bad metadata: a vocabulary of {len(out['tokenizer'].vocab)} {out['tokenizer'].kind}s does not "
+            f"fit vocab_size {out['config'].vocab_size}: re-export the file"
         )
     return out
 
@@ -313,7 +317,7 @@ def _read_npz(raw: bytes) -> tuple[dict[str, np.ndarray], Any]:
 def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, np.ndarray], dict]:
     """Parse a parameter file's bytes into (state_dict of numpy arrays, metadata dict).
 
-    Metadata may hold ``config`` (GPTConfig), ``vocab`` (str) and ``dtype``; when the file carries its config,
+    Metadata may hold ``config`` (GPTConfig), ``tokenizer`` (Tokenizer) and ``dtype``; when the file carries its config,
     the matrices are checked against it. Any malformed input raises UserError naming the file and the problem.
     """
     path = Path(path)
@@ -362,7 +366,7 @@ def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>")
 def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Load a state_dict saved by ``save_params`` (or a microgpt-style JSON state_dict) by suffix.
 
-    Returns (params, meta); meta may hold ``config``, ``vocab`` and ``dtype``.
+    Returns (params, meta); meta may hold ``config``, ``tokenizer`` and ``dtype``.
     """
     path = Path(path)
     fmt = format_of(path)

@@ -3,16 +3,20 @@
 A run directory holds:
 
 - ``config.json``: the run described once: ``model``, ``train``, ``data`` (with the corpus's path, SHA-256
-  and vocabulary), ``run``, ``sample``, ``init`` (the file the parameters started from, or null) and ``step``
-  (the guide's step whose recipe the configs were built from, ``config.step_configs``, or null);
+  and tokenizer: ``vocab`` is ``{"kind": "char" | "word", "vocab": [...]}``), ``run``, ``sample``, ``init``
+  (where the parameters started from: ``{"path", "sha256", "run"}``, or null) and ``step`` (the guide's step
+  whose recipe the configs were built from, ``config.step_configs``, or null);
 - ``metrics.jsonl``: ``{"step": s, "loss": x}`` for every step (s from 0) and ``{"step": s, "val_loss": x}``
   for every held-out evaluation (a model counted all at once has one "step", 0);
 - ``checkpoint/``: the latest checkpoint, when one was written (``checkpoint.py``);
 - ``params.safetensors``: the final state_dict with its config and vocabulary (written last).
 
-``train_run`` trains (or counts) a fresh run, ``resume_run`` continues an interrupted one bit for bit,
-``load_run`` reads a finished one back. Every check that can fail (corpus, configs, devices, the init file,
-the directory's state) runs before the first file is written. The command line is a thin layer over these.
+``train_run`` trains (or counts) a fresh run, or fine-tunes a trained model (``init``: a run directory or
+a parameter file, whose architecture and tokenizer the run keeps), ``resume_run`` continues an interrupted
+one bit for bit, ``load_run`` reads a finished one back. Run directories and files written before the word
+tokenizer (config.json version 2, the vocabulary a string of characters) still load and resume. Every
+check that can fail (corpus, configs, devices, the init file, the directory's state) runs before the first
+file is written. The command line is a thin layer over these.
 """
 
 from __future__ import annotations
@@ -30,27 +34,61 @@ import numpy as np
 
 from microgpt_jax import checkpoint, devices, models, rundir
 from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
-from microgpt_jax.data import Corpus, Tokenizer, load_corpus, sha256_file
+from microgpt_jax.data import Corpus, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import atomic_write_text, cast_params, check_params, load_params, save_params
 from microgpt_jax.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
+from microgpt_jax.tokenizer import Tokenizer
 
-VERSION = 2  # of config.json: 1 held the raw command-line flags beside the configs
+VERSION = 3  # of config.json: 1 held the raw command-line flags beside the configs; 2 the vocabulary as a string
+READS = (2, 3)  # the versions RunSpec.read accepts
 LOSS_WINDOW = 100  # the progress bar's running mean covers the last N steps
 
 
 @dataclass(frozen=True)
+class InitSource:
+    """Where a fine-tuned run's parameters came from: the file read (resolved), its SHA-256 and the run
+    directory it belongs to when a directory was given (else None)."""
+
+    path: str
+    sha256: str | None = None
+    run: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> InitSource | None:
+        """config.json's ``init``: null, an object, or (version 2) the path as a string."""
+        if obj is None:
+            return None
+        if isinstance(obj, str):
+            return cls(obj)
+        if not isinstance(obj, dict) or set(obj) - {"path", "sha256", "run"} or not isinstance(obj.get("path"), str):
+            raise TypeError("init must be null or an object with a path")
+        if not all(obj.get(k) is None or isinstance(obj[k], str) for k in ("sha256", "run")):
+            raise TypeError("init.sha256 and init.run must be strings or null")
+        return cls(obj["path"], obj.get("sha256"), obj.get("run"))
+
+    @property
+    def given(self) -> str:
+        """What was passed as the init: the run directory, or the file."""
+        return self.run or self.path
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """Everything ``config.json`` records: the configs of a run and where its data and init came from."""
+    """Everything ``config.json`` records: the configs of a run, its tokenizer, and where its data and init
+    came from."""
 
     model: GPTConfig
     train: TrainConfig
     data: DataConfig
     run: RunConfig
     sample: SampleConfig
-    vocab: str
+    tokenizer: Tokenizer
     data_sha256: str
-    init: str | None = None
+    init: InitSource | None = None
     step: int | None = None  # the guide's step the configs came from (config.GUIDE_STEPS), or None
 
     def to_doc(self) -> dict[str, Any]:
@@ -59,10 +97,10 @@ class RunSpec:
             "version": VERSION,
             "model": self.model.to_dict(),
             "train": self.train.to_dict(),
-            "data": {**self.data.to_dict(), "sha256": self.data_sha256, "vocab": self.vocab},
+            "data": {**self.data.to_dict(), "sha256": self.data_sha256, "vocab": self.tokenizer.to_meta()},
             "run": self.run.to_dict(),
             "sample": self.sample.to_dict(),
-            "init": self.init,
+            "init": None if self.init is None else self.init.to_dict(),
             "step": self.step,
         }
 
@@ -77,33 +115,35 @@ class RunSpec:
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike) -> RunSpec:
-        """The spec in ``run_dir/config.json``; anything missing or malformed is a one-line UserError."""
+        """The spec in ``run_dir/config.json`` (this version's or version 2's, whose vocabulary is a string of
+        characters); anything missing or malformed is a one-line UserError."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():
             raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the --out of a train run")
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(doc, dict) or doc.get("version") != VERSION:
+            if not isinstance(doc, dict) or doc.get("version") not in READS:
                 raise ValueError(f"version {doc.get('version') if isinstance(doc, dict) else None}, not {VERSION}")
             data = dict(doc["data"])
             sha, vocab = data.pop("sha256"), data.pop("vocab")
-            if not isinstance(sha, str) or not isinstance(vocab, str):
-                raise TypeError("data.sha256 and data.vocab must be strings")
-            init = doc["init"]
-            if init is not None and not isinstance(init, str):
-                raise TypeError("init must be a path or null")
+            if not isinstance(sha, str):
+                raise TypeError("data.sha256 must be a string")
+            tokenizer = Tokenizer.from_meta(vocab)
+            data_config = DataConfig.from_dict(data)
+            if data_config.tokenizer is None:  # version 2: always characters
+                data_config = dataclasses.replace(data_config, tokenizer=tokenizer.kind)
             step = doc.get("step")  # absent in the files of earlier versions of this package
             if step is not None and (isinstance(step, bool) or step not in GUIDE_STEPS):
                 raise ValueError(f"step {step!r} is not one of the guide's steps")
             return cls(
                 GPTConfig.from_dict(doc["model"]),
                 TrainConfig.from_dict(doc["train"]),
-                DataConfig.from_dict(data),
+                data_config,
                 RunConfig.from_dict(doc["run"]),
                 SampleConfig.from_dict(doc["sample"]),
-                vocab,
+                tokenizer,
                 sha,
-                init,
+                InitSource.from_json(doc["init"]),
                 step,
             )
         except (OSError, ValueError, KeyError, TypeError, UserError) as e:
@@ -141,23 +181,59 @@ class _Log:
             print(text, flush=True)
 
 
-def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> dict[str, Any]:
-    """Fresh N(0, std) params from the train seed, or the state_dict of ``spec.init`` (checked against config)."""
+@dataclass(frozen=True)
+class _Init:
+    """A model to start from, read before anything is written: its source, parameters and metadata."""
+
+    source: InitSource
+    params: dict[str, np.ndarray]
+    config: GPTConfig | None  # None: a bare state_dict (microgpt's JSON) carries none
+    tokenizer: Tokenizer | None
+
+
+def _read_init(init: str | os.PathLike) -> _Init:
+    """Read ``init``: a parameter file, or a finished run directory (its params.safetensors)."""
+    given = Path(init)
+    run_dir = None
+    if given.is_dir():
+        run_dir = given
+        checkpoint.unfinished_run_hint(given)  # a checkpoint but no params yet: say how to finish it
+        given = given / PARAMS_FILE
+        if not given.is_file():
+            raise UserError(f"--init {init}: no {PARAMS_FILE} in it: pass a finished run directory or a parameter file")
+    params, meta = load_params(given)
+    source = InitSource(str(given.resolve()), sha256_file(given), None if run_dir is None else str(run_dir.resolve()))
+    return _Init(source, params, meta.get("config"), meta.get("tokenizer"))
+
+
+def _model_of(model: GPTConfig | None, init: _Init | None, vocab_size: int) -> GPTConfig:
+    """The run's architecture: ``model`` (default ``GPTConfig()``), or with an init that carries its config,
+    the init's (a ``model`` given beside it must be the same)."""
+    if init is None or init.config is None:
+        return dataclasses.replace(model or GPTConfig(), vocab_size=vocab_size)
+    if model is not None:
+        wanted = dataclasses.replace(model, vocab_size=init.config.vocab_size)
+        diff = [f"{k} {getattr(wanted, k)} (init: {getattr(init.config, k)})"
+                for k in GPTConfig.__dataclass_fields__ if getattr(wanted, k) != getattr(init.config, k)]  # fmt: skip
+        if diff:
+            raise UserError(
+                f"--init {init.source.given}: the model asked for differs from the init model's: {', '.join(diff)}: "
+                "leave the model flags out (the init model's architecture is used) or match them"
+            )
+    return init.config
+
+
+def _initial_params(spec: RunSpec, init: _Init | None) -> dict[str, Any]:
+    """Fresh N(0, std) params from the train seed, or the init's state_dict (checked against the config)."""
     import jax
     import jax.numpy as jnp
 
-    tc = spec.train
+    tc, config = spec.train, spec.model
     dtype = devices.float_dtype(tc.x64)
-    if spec.init is None:
+    if init is None:
         return models.init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype)
-    params, meta = load_params(spec.init)
-    if "vocab" in meta and meta["vocab"] != tokenizer.uchars:
-        raise UserError(
-            f"{spec.init}: its vocabulary {meta['vocab']!r} differs from the data's {tokenizer.uchars!r}: "
-            "train on the same corpus or start fresh"
-        )
-    check_params(params, config, source=str(spec.init))
-    params = cast_params(params, dtype, str(spec.init))  # a float64 file into a float32 run: values must fit
+    check_params(init.params, config, source=init.source.path)
+    params = cast_params(init.params, dtype, init.source.path)  # a float64 file into a float32 run: values must fit
     return {k: jnp.asarray(params[k]) for k in models.param_shapes(config)}
 
 
@@ -187,7 +263,16 @@ def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: Sam
     from microgpt_jax.sample import sample
 
     key = jax.random.fold_in(jax.random.key(seed if sc.seed is None else sc.seed), 1)
-    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature)
+    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature, top_k=sc.top_k, top_p=sc.top_p)
+
+
+def _sampling(sc: SampleConfig) -> str:
+    """How the samples are drawn, for the inference line: the temperature and the filters that are on."""
+    return (
+        f"temperature {sc.temperature}"
+        + (f", top-k {sc.top_k}" if sc.top_k else "")
+        + (f", top-p {sc.top_p}" if sc.top_p < 1 else "")
+    )
 
 
 def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, log: _Log) -> RunResult:
@@ -195,12 +280,13 @@ def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, lo
     samples unless a signal came meanwhile."""
     out, spec = rd.path, result.spec
     params = {k: np.asarray(v) for k, v in result.params.items()}
-    save_params(out / PARAMS_FILE, params, result.config, spec.vocab, run_id=spec.digest())
+    save_params(out / PARAMS_FILE, params, result.config, spec.tokenizer, run_id=spec.digest())
     rd.commit()
     result.out = rd.target
     if guard.signum is None:
         result.samples = _sample_names(result.params, result.config, result.tokenizer, spec.sample, spec.train.seed)
-        log(f"--- inference (new, hallucinated names, temperature {spec.sample.temperature}) ---")
+        what = "names" if result.tokenizer.kind == "char" else "sentences"
+        log(f"--- inference (new, hallucinated {what}, {_sampling(spec.sample)}) ---")
         for i, name in enumerate(result.samples):
             log(f"sample {i + 1:2d}: {name}")
     if guard.signum is not None:  # after the last step: the run is complete, the samples are what was skipped
@@ -215,7 +301,8 @@ def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, lo
 def _header(corpus: Corpus, n_params: int, log: _Log, extra: str = "") -> None:
     log(f"num docs: {len(corpus.train_docs) + len(corpus.val_docs)} "
         f"({len(corpus.train_docs)} train, {len(corpus.val_docs)} held out)")  # fmt: skip
-    log(f"vocab size: {corpus.tokenizer.vocab_size}")
+    tok = corpus.tokenizer
+    log(f"vocab size: {tok.vocab_size}" + (f" ({len(tok.vocab)} words + BOS)" if tok.kind == "word" else ""))
     log(f"num params: {n_params}{extra}")
 
 
@@ -260,13 +347,13 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: checkpoi
 
 def _guard(path: Path, spec: RunSpec, start: int) -> checkpoint.RunGuard:
     """The signal, NaN and checkpoint guard of a run (``_train_loop`` adds what its checkpoints record)."""
-    return checkpoint.RunGuard(path, spec.model, spec.train, spec.vocab, spec.run.ckpt_every, spec.data_sha256,
+    return checkpoint.RunGuard(path, spec.model, spec.train, spec.tokenizer, spec.run.ckpt_every, spec.data_sha256,
                                start, init=spec.init)  # fmt: skip
 
 
 def train_run(
     out: str | os.PathLike,
-    model: GPTConfig = GPTConfig(),
+    model: GPTConfig | None = None,
     train: TrainConfig = TrainConfig(),
     data: DataConfig = DataConfig(),
     run: RunConfig = RunConfig(),
@@ -279,12 +366,20 @@ def train_run(
 ) -> RunResult:
     """Train a fresh run into the directory ``out``: what ``microgpt-jax train --out`` does.
 
-    ``model.vocab_size`` is taken from the corpus's tokenizer. ``init`` starts from a parameter file instead
-    of N(0, init_std). ``step`` records in config.json which of the guide's steps the configs were built from
-    (``config.step_configs(step, ...)``; it changes nothing else). Prints progress, the held-out val_loss and
-    the samples unless ``verbose`` is False. ``out`` must be new or empty; a directory holding a run is replaced
-    only with ``overwrite`` (and only once the new run is complete), and one holding anything else never (see
-    ``rundir``).
+    ``model`` defaults to ``GPTConfig()``; its ``vocab_size`` is taken from the tokenizer. The tokenizer is
+    built from the corpus as ``data.tokenizer`` says (char by default, or word). ``step`` records in config.json
+    which of the guide's steps the configs were built from (``config.step_configs(step, ...)``; it changes
+    nothing else).
+
+    ``init`` fine-tunes: it starts from a trained model instead of N(0, init_std), a parameter file or a
+    finished run directory (its params.safetensors). The run keeps that model's tokenizer (every document of
+    ``data`` must encode with it: an error names the first word or character it lacks and its line) and its
+    architecture (``model``, when given, must match it); a bare state_dict without metadata (microgpt's JSON)
+    takes ``model`` and the corpus's tokenizer. config.json records the init's path, SHA-256 and run directory.
+
+    Prints progress, the held-out val_loss and the samples unless ``verbose`` is False. ``out`` must be new or
+    empty; a directory holding a run is replaced only with ``overwrite`` (and only once the new run is
+    complete), and one holding anything else never (see ``rundir``).
     """
     log = _Log(verbose)
     if not str(out).strip():  # Path("") is the current directory
@@ -294,22 +389,26 @@ def train_run(
     refusal = rundir._refusal(Path(out), rundir.state(Path(out)), overwrite)
     if refusal is not None:  # before the corpus is read: the cheapest check first
         raise refusal
-    corpus = load_corpus(data)
-    config = dataclasses.replace(model, vocab_size=corpus.tokenizer.vocab_size)
+    if init is not None and model is not None and models.get(model).counted:
+        raise UserError(f"--model {model.model} is built by counting: drop --init")
+    start = None if init is None else _read_init(init)
+    corpus = load_corpus(data, None if start is None else start.tokenizer)
+    config = _model_of(model, start, corpus.tokenizer.vocab_size)
+    if models.get(config).counted and start is not None:
+        raise UserError(f"--init {init} is a {config.model} model, built by counting: it cannot be trained further")
+    data = dataclasses.replace(data, path=str(corpus.path.resolve()), tokenizer=corpus.tokenizer.kind)
     spec = RunSpec(
-        config, train, dataclasses.replace(data, path=str(corpus.path.resolve())), run, sample,
-        corpus.tokenizer.uchars, sha256_file(corpus.path), None if init is None else str(Path(init).resolve()), step,
+        config, train, data, run, sample, corpus.tokenizer, sha256_file(corpus.path),
+        None if start is None else start.source, step,
     )  # fmt: skip
     with devices.precision(train.x64):
         counted = models.get(config).counted
-        if counted and init is not None:
-            raise UserError(f"--model {config.model} is built by counting: drop --init")
         if not counted:
             if train.grad == "analytic":
                 models.analytic_gradient(config)  # a model without one: a UserError, before any file
             n_dev = devices.device_count(run.devices, train.batch_size)
             _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
-            params = _initial_params(spec, config, corpus.tokenizer)
+            params = _initial_params(spec, start)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower --val-size")
         guard = _guard(Path(out), spec, 0)
@@ -319,6 +418,8 @@ def train_run(
                 if counted:
                     return _count_run(rd, spec, corpus, guard, log)
                 atomic_write_text(rd.path / CONFIG_FILE, spec.to_json())
+                if start is not None:
+                    log(f"fine-tuning from {start.source.path}")
                 return _train_loop(rd, spec, corpus, params, None, 0, n_dev, guard, log)
             except BaseException:
                 rd.abandon()
@@ -353,16 +454,19 @@ def resume_run(
         spec = dataclasses.replace(spec, sample=sample)
     if checkpoint.read_manifest(out) is None:
         raise UserError(f"{out} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
-    corpus = load_corpus(spec.data)
+    # a fine-tuned run keeps its init model's tokenizer; a fresh one rebuilds it from the (unchanged) corpus
+    corpus = load_corpus(spec.data, spec.tokenizer if spec.init is not None else None)
     if sha256_file(corpus.path) != spec.data_sha256:
         raise UserError(f"the data file {corpus.path} changed since {out} was started: restore it to resume")
-    if corpus.tokenizer.uchars != spec.vocab:
-        raise UserError(f"the corpus's vocabulary differs from the run's {spec.vocab!r}: restore the data file")
+    if corpus.tokenizer != spec.tokenizer:
+        raise UserError(
+            f"the corpus's vocabulary differs from the run's {spec.tokenizer.kind} vocabulary: restore the data file"
+        )
     with devices.precision(spec.train.x64):
         n_dev = devices.device_count(spec.run.devices, spec.train.batch_size)
         rd = rundir.open_existing(out)
         try:
-            ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.vocab, spec.data_sha256, spec.digest())
+            ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.tokenizer, spec.data_sha256, spec.digest())
             if "metrics" in ckpt.manifest:  # metrics.jsonl back to the checkpoint, checked unchanged up to there
                 rundir.restore_metrics(out / METRICS_FILE, ckpt.manifest["metrics"])
             else:  # a checkpoint from before the manifest recorded metrics.jsonl
@@ -489,11 +593,11 @@ def load_run(run_dir: str | os.PathLike) -> LoadedModel:
         raise UserError(f"{run_dir} holds no trained parameters: {why}; train it again with --overwrite")
     path = run_dir / PARAMS_FILE
     params, meta = load_params(path)
-    if meta.get("run_id") not in (None, spec.digest()) or meta.get("vocab", spec.vocab) != spec.vocab:
+    if meta.get("run_id") not in (None, spec.digest()) or meta.get("tokenizer", spec.tokenizer) != spec.tokenizer:
         raise UserError(f"{path} is not the parameters of the run in {run_dir / CONFIG_FILE}: the directory mixes "
                         "two runs; train it again with --overwrite")  # fmt: skip
     check_params(params, spec.model, source=str(path))
-    return LoadedModel(params, spec.model, Tokenizer(spec.vocab), spec.train.x64, spec.train.seed, str(path))
+    return LoadedModel(params, spec.model, spec.tokenizer, spec.train.x64, spec.train.seed, str(path))
 
 
 def _metric_lines(run_dir: Path) -> list[dict[str, Any]]:
@@ -513,14 +617,14 @@ def _metric_lines(run_dir: Path) -> list[dict[str, Any]]:
 
 def load_model_file(path: str | os.PathLike) -> LoadedModel:
     """A self-describing parameter file (``export``'s, or a run's params.safetensors) with its config and
-    vocabulary."""
+    tokenizer (files written before the word tokenizer, whose vocabulary is a string of characters, too)."""
     params, meta = load_params(path)
-    if "config" not in meta or "vocab" not in meta:
+    if "config" not in meta or "tokenizer" not in meta:
         raise UserError(f"{path} carries no config and vocabulary: export it with microgpt-jax export")
-    config, vocab = meta["config"], meta["vocab"]
+    config = meta["config"]
     check_params(params, config, source=str(path))
     x64 = meta.get("dtype") == "float64"
-    return LoadedModel(params, config, Tokenizer(vocab), x64, TrainConfig().seed, str(path))
+    return LoadedModel(params, config, meta["tokenizer"], x64, TrainConfig().seed, str(path))
 
 
 def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig()) -> list[str]:

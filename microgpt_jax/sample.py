@@ -12,11 +12,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.data import Tokenizer
 from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import check_params
 from microgpt_jax.models import forward_step, init_cache
+from microgpt_jax.tokenizer import Tokenizer
 from microgpt_jax.xla_options import YNN_OFF, jit_with_cpu_options
 
 

@@ -310,6 +310,10 @@ def train_command(member: Member, data: DataConfig, out: str = "runs/best") -> s
         parts += ["--data", str(data.path)]
     parts += ["--no-shuffle"] if data.shuffle_seed is None else ["--shuffle-seed", str(data.shuffle_seed)]
     parts += ["--val-size", str(data.val_size)]
+    if data.tokenizer not in (None, "char"):
+        parts += ["--tokenizer", data.tokenizer]
+    if data.lowercase:
+        parts.append("--lowercase")
     values = member.hyperparams()
     for k in MODEL_KEYS + TRAIN_KEYS:
         parts += [f"--{k.replace('_', '-')}", repr(values[k]) if isinstance(values[k], float) else str(values[k])]
@@ -408,7 +412,7 @@ def sweep_run(
     if save_member_params:
         for m, p in zip(members, result.params, strict=True):
             (out / "members" / str(m.index)).mkdir(parents=True, exist_ok=True)
-            save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, corpus.tokenizer.uchars)
+            save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, corpus.tokenizer)
     n_bad = sum(r["diverged"] for r in rows)
     log(f"trained {len(rows)} members in {time.perf_counter() - t0:.1f} s; {n_bad} diverged")
     best = best_row(rows)

@@ -57,9 +57,8 @@ class Tokenizer:
     """A character or word tokenizer: ids 0..len(vocab)-1 are ``vocab``'s entries, BOS = len(vocab).
 
     ``kind`` is "char" (each entry one character) or "word" (each entry a non-empty string without spaces);
-    ``vocab`` is a tuple of distinct strings, sorted when built by ``from_docs``. A drop-in for
-    ``microgpt_jax.data.Tokenizer`` in the char kind (``uchars``, ``bos``, ``vocab_size``, ``encode``,
-    ``decode``).
+    ``vocab`` is a tuple of distinct strings, sorted when built by ``from_docs`` (``Tokenizer("char", "abc")``
+    takes the characters of a string). The char kind is microgpt's tokenizer, ``uchars`` its string.
     """
 
     kind: TokenizerKind
@@ -97,7 +96,7 @@ class Tokenizer:
 
     @property
     def uchars(self) -> str:
-        """The character vocabulary as one string (what files and checkpoints store today); char kind only."""
+        """The character vocabulary as one string (what files stored before the word kind); char kind only."""
         if self.kind != "char":
             raise UserError("a word tokenizer has no character string (uchars): use to_meta() for its vocabulary")
         return "".join(self.vocab)
@@ -119,6 +118,11 @@ class Tokenizer:
                 raise UserError(f"{what} {unit!r} is not in the vocabulary ({len(self.vocab)} {what}s)")
             ids.append(i)
         return ids
+
+    def first_unknown(self, text: str) -> str | None:
+        """The first character or word of ``text`` outside the vocabulary, or None when it all encodes."""
+        index = self._index
+        return next((unit for unit in _units(text, self.kind) if unit not in index), None)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ids: characters joined with "", words with " ". BOS and out-of-range ids are errors."""
@@ -155,6 +159,11 @@ class Tokenizer:
         if len(vocab) > MAX_VOCAB:
             raise UserError(f"bad vocabulary: {len(vocab)} entries, at most {MAX_VOCAB}")
         return cls(kind, tuple(vocab))
+
+
+def as_tokenizer(obj: Tokenizer | str | dict[str, Any]) -> Tokenizer:
+    """A Tokenizer as it is; anything else read by ``Tokenizer.from_meta`` (a uchars string is a char one)."""
+    return obj if isinstance(obj, Tokenizer) else Tokenizer.from_meta(obj)
 
 
 def _type(obj: Any) -> str:

@@ -66,6 +66,9 @@ def train_argv(out: Path, corpus: Path, *extra: str) -> list[str]:
         (["--num-samples", "0"], "--num-samples: must be >= 1"),
         (["--ckpt-every", "0"], "--ckpt-every: must be >= 1"),
         (["--optimizer", "rmsprop"], "--optimizer: invalid choice 'rmsprop': use one of adam, sgd"),
+        (["--tokenizer", "bpe"], "--tokenizer: invalid choice 'bpe': use one of char, word"),
+        (["--top-p", "1.01"], "--top-p: must be a finite number > 0 and <= 1"),
+        (["--top-k", "2.5"], "--top-k: expected a whole number"),
     ],
 )
 def test_bad_train_flags(tmp_path: Path, good, capsys, extra: list[str], match: str) -> None:
@@ -95,7 +98,18 @@ def test_data_path_is_a_directory(tmp_path: Path, capsys) -> None:
     fails(train_argv(tmp_path / "out", tmp_path), capsys, "is a directory")
 
 
-@pytest.mark.parametrize("extra", [["--num-samples", "0"], ["--temperature", "0"], ["--temperature", "nan"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--num-samples", "0"],
+        ["--temperature", "0"],
+        ["--temperature", "nan"],
+        ["--top-k", "-1"],
+        ["--top-p", "0"],
+        ["--top-p", "1.5"],
+        ["--top-p", "nan"],
+    ],
+)
 def test_bad_sample_flags(good, capsys, extra: list[str]) -> None:
     fails(["sample", "--run", str(good["run"]), *extra], capsys, f"argument {extra[0]}: must be")
 
@@ -192,14 +206,22 @@ def test_file_without_config_cannot_be_sampled(tmp_path: Path, good, capsys) -> 
 def test_init_that_does_not_fit_the_data_or_flags(tmp_path: Path, good, capsys) -> None:
     other = tmp_path / "other.txt"
     other.write_text("qrstuvwxyzabcdef\nfedcbazyxwvutsrq\n" * 3)  # 16 characters too, but others
-    fails(train_argv(tmp_path / "a", other, "--init", str(good["npz"])), capsys, "differs from the data's")
+    # fine-tuning keeps the init model's tokenizer: a character it lacks is named with its line
+    fails(train_argv(tmp_path / "a", other, "--init", str(good["npz"])), capsys, "other.txt line 1: character 'q'")
     fails(
         train_argv(tmp_path / "b", good["corpus"], "--init", str(good["npz"]), "--n-embd", "16"),
         capsys,
-        "has shape (17, 8), expected (17, 16)",
+        "n_embd 16 (init: 8)",
     )
+    fails(
+        train_argv(tmp_path / "e", good["corpus"], "--init", str(good["npz"]), "--tokenizer", "word"),
+        capsys,
+        "--tokenizer word differs from the model's char tokenizer",
+    )
+    fails(train_argv(tmp_path / "f", good["corpus"], "--init", str(tmp_path)), capsys, "no params.safetensors in it")
     fails(train_argv(tmp_path / "c", good["corpus"], "--init", str(tmp_path / "none.npz")), capsys, "not found")
     fails(train_argv(tmp_path / "d", good["corpus"], "--init", str(good["corpus"])), capsys, "unknown parameter file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.txt"]
 
 
 def test_file_whose_matrices_do_not_fit_its_config(tmp_path: Path, good, capsys) -> None:
@@ -207,7 +229,7 @@ def test_file_whose_matrices_do_not_fit_its_config(tmp_path: Path, good, capsys)
 
     params, meta = load_params(good["safetensors"])
     params["wpe"] = np.zeros((3, 8), np.float32)
-    save_params(tmp_path / "p.npz", params, meta["config"], meta["vocab"])
+    save_params(tmp_path / "p.npz", params, meta["config"], meta["tokenizer"])
     fails(["sample", "--params", str(tmp_path / "p.npz")], capsys, "'wpe' has shape (3, 8), expected (8, 8)")
 
 

@@ -14,9 +14,15 @@ from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import load_params, params_to_bytes, safetensors_bytes, save_params
 from microgpt_jax.models import param_shapes
+from microgpt_jax.tokenizer import Tokenizer
 
 CONFIG = GPTConfig(vocab_size=5, n_layer=2, n_embd=8, n_head=2, block_size=4)
 VOCAB = '"a c'  # a quote and a space: the vocabulary must survive every format
+TOKENIZERS = {
+    "char": Tokenizer("char", VOCAB),
+    "word": Tokenizer("word", ('"', "a\tb", "naïve", "\\u00e9")),  # a tab, a non-ASCII letter, a backslash
+}
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy_v2"  # written by the code before the word tokenizer
 SMALL = ["--val-size", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
 
 
@@ -32,18 +38,20 @@ def awkward_params(dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
     return params
 
 
+@pytest.mark.parametrize("kind", ["char", "word"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fmt", ["safetensors", "npz", "json"])
-def test_round_trip_is_bitwise(tmp_path: Path, fmt: str, dtype: str) -> None:
+def test_round_trip_is_bitwise(tmp_path: Path, fmt: str, dtype: str, kind: str) -> None:
     params = awkward_params(dtype)
-    path = save_params(tmp_path / f"p.{fmt}", params, CONFIG, VOCAB)
+    tokenizer = TOKENIZERS[kind]
+    path = save_params(tmp_path / f"p.{fmt}", params, CONFIG, tokenizer)
     loaded, meta = load_params(path)
     assert list(loaded) == list(params) if fmt != "safetensors" else sorted(loaded) == sorted(params)
     for k, v in params.items():
         assert loaded[k].dtype == v.dtype and loaded[k].shape == v.shape
         assert loaded[k].tobytes() == v.tobytes(), k  # bitwise, -0.0 and subnormals included
-    assert meta == {"config": CONFIG, "vocab": VOCAB, "dtype": dtype}
-    assert save_params(tmp_path / f"q.{fmt}", loaded, CONFIG, VOCAB).read_bytes() == path.read_bytes()
+    assert meta == {"config": CONFIG, "tokenizer": tokenizer, "dtype": dtype}
+    assert save_params(tmp_path / f"q.{fmt}", loaded, CONFIG, tokenizer).read_bytes() == path.read_bytes()
 
 
 def test_json_is_the_microgpt_layout(tmp_path: Path) -> None:
@@ -56,7 +64,8 @@ def test_json_is_the_microgpt_layout(tmp_path: Path) -> None:
         assert len(rows) == nout and all(len(r) == nin and all(type(x) is float for x in r) for r in rows)
         # Python floats that equal the float32 values exactly: the original can fill its Values from them
         assert np.array_equal(np.array(rows, np.float64), params[name].astype(np.float64))
-    assert meta["config"] == CONFIG.to_dict() and meta["vocab"] == VOCAB and meta["dtype"] == "float32"
+    assert meta["config"] == CONFIG.to_dict() and meta["dtype"] == "float32"
+    assert meta["vocab"] == {"kind": "char", "vocab": list(VOCAB)}  # a string stands for a char tokenizer
 
 
 def test_plain_microgpt_json_loads_as_float64(tmp_path: Path) -> None:
@@ -115,7 +124,7 @@ def test_export_and_sample_from_the_file_alone(tmp_path: Path, tiny_corpus: Path
         assert f"wrote {out}" in capsys.readouterr().out
         params, meta = load_params(out)
         assert all(params[k].tobytes() == v.tobytes() for k, v in ref.items()) and set(params) == set(ref)
-        assert meta["vocab"] == json.loads((run / "config.json").read_text())["data"]["vocab"]
+        assert meta["tokenizer"].to_meta() == json.loads((run / "config.json").read_text())["data"]["vocab"]
         assert main(["sample", "--params", str(out), "--seed", "3", "--num-samples", "3"]) == 0
         assert capsys.readouterr().out == expected
     # file to file, the format taken from the suffix
@@ -137,6 +146,34 @@ def test_init_accepts_every_format(tmp_path: Path, tiny_corpus: Path, capsys) ->
         run = tmp_path / f"from_{fmt}"
         assert main(["train", "--out", str(run), "--init", str(f), *flags]) == 0
         first[fmt] = (run / "metrics.jsonl").read_text().splitlines()[0]
-        assert json.loads((run / "config.json").read_text())["init"] == str(f)
+        init = json.loads((run / "config.json").read_text())["init"]
+        assert init["path"] == str(f.resolve()) and init["run"] is None and len(init["sha256"]) == 64
     capsys.readouterr()
     assert len(set(first.values())) == 1, first
+
+
+@pytest.mark.parametrize("name", ["model.json", "model.npz", "run/params.safetensors"])
+def test_files_written_before_the_word_tokenizer_still_load(name: str) -> None:
+    """tests/data/legacy_v2 was written by the code before this change (41e811a): the vocabulary is the string
+    of characters ("abc"), read as a char tokenizer."""
+    params, meta = load_params(LEGACY / name)
+    assert meta["tokenizer"] == Tokenizer("char", "abc") and meta["config"].vocab_size == 4
+    raw = json.loads(LEGACY.joinpath("model.json").read_text())["__metadata__"]
+    assert raw["vocab"] == "abc"  # the old form, as written then
+    ref, _ = load_params(LEGACY / "run" / "params.safetensors")
+    assert all(params[k].tobytes() == v.tobytes() for k, v in ref.items())
+
+
+def test_sample_from_a_file_written_before_the_word_tokenizer(tmp_path: Path, capsys) -> None:
+    argv = ["sample", "--params", str(LEGACY / "model.npz"), "--num-samples", "6", "--seed", "3", "--temperature", "1"]
+    assert main(argv) == 0
+    # what the code of 41e811a printed for the same command
+    assert capsys.readouterr().out.split("\n")[:-1] == [
+        f"sample {i + 1:2d}: {s}" for i, s in enumerate(["aa", "ba", "b", "bbc", "ab", "abab"])
+    ]
+    # exported again, it carries the {kind, vocab} form
+    assert main(["export", "--params", str(LEGACY / "model.npz"), "--out", str(tmp_path / "new.json")]) == 0
+    assert json.loads((tmp_path / "new.json").read_text())["__metadata__"]["vocab"] == {
+        "kind": "char",
+        "vocab": list("abc"),
+    }

@@ -83,3 +83,145 @@ def test_counted_model_is_a_run_too(tiny_corpus: Path, tmp_path: Path) -> None:
     )
     assert result.val_loss is not None and len(result.samples) == 3
     assert run.load_run(tmp_path / "bigram").config.model == "bigram"
+
+
+# a small word corpus: capitalised words lower-case into the vocabulary; the questions use only its words
+SENTENCES = [
+    "The cat sat on the mat",
+    "the dog can run",
+    "a cat ran to the dog",
+    "can the dog sit",
+    "the mat is red",
+] * 6
+QUESTIONS = ["can the cat sit", "can the dog run", "is the mat red", "can a cat sit on the mat"] * 4
+WORDS = GPTConfig(n_embd=8, n_head=2, block_size=8)
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def word_run(tmp_path_factory) -> run.RunResult:
+    """A word-level run of the sentences (one per module: every test that fine-tunes starts from it)."""
+    tmp_path = tmp_path_factory.mktemp("words")
+    data = DataConfig(path=_write(tmp_path / "sentences.txt", SENTENCES), val_size=5, tokenizer="word", lowercase=True)
+    return run.train_run(tmp_path / "pre", WORDS, TrainConfig(steps=40), data, sample=SampleConfig(num_samples=6),
+                         verbose=False)  # fmt: skip
+
+
+def test_word_run_carries_its_tokenizer(word_run: run.RunResult, tmp_path: Path) -> None:
+    tok = word_run.tokenizer
+    assert tok.kind == "word" and tok.vocab == tuple(sorted({w for s in SENTENCES for w in s.lower().split(" ")}))
+    assert word_run.config.vocab_size == len(tok.vocab) + 1
+    info = json.loads((word_run.out / "config.json").read_text())
+    assert info["version"] == 3 and info["data"]["tokenizer"] == "word" and info["data"]["lowercase"] is True
+    assert info["data"]["vocab"] == {"kind": "word", "vocab": list(tok.vocab)}
+    # every sample is made of vocabulary words (or is empty: BOS first)
+    assert all(set(s.split(" ")) <= set(tok.vocab) for s in word_run.samples if s)
+    loaded = run.load_run(word_run.out)
+    assert loaded.tokenizer == tok and run.sample_model(loaded, SampleConfig(num_samples=6)) == word_run.samples
+    filtered = run.sample_model(loaded, SampleConfig(num_samples=6, top_k=3, top_p=0.9))
+    assert all(set(s.split(" ")) <= set(tok.vocab) for s in filtered if s)
+    greedy = {run.sample_model(loaded, SampleConfig(num_samples=3, top_k=1, seed=s))[0] for s in range(3)}
+    assert len(greedy) == 1  # top-k 1 is the argmax whatever the seed
+
+
+def test_fine_tune_keeps_the_init_tokenizer_and_architecture(word_run: run.RunResult, tmp_path: Path) -> None:
+    from microgpt_jax.data import encode_docs, sha256_file
+    from microgpt_jax.loss import loss_fn
+
+    questions = DataConfig(path=_write(tmp_path / "q.txt", QUESTIONS), val_size=0, shuffle_seed=None)
+    ft = run.train_run(tmp_path / "ft", None, TrainConfig(steps=10, lr=0.001), questions, RunConfig(ckpt_every=4),
+                       init=word_run.out, verbose=False)  # fmt: skip
+    assert ft.tokenizer == word_run.tokenizer and ft.config == word_run.config  # not the questions' own words
+    info = json.loads((tmp_path / "ft" / "config.json").read_text())
+    params_file = word_run.out / "params.safetensors"
+    assert info["init"] == {
+        "path": str(params_file.resolve()),
+        "sha256": sha256_file(params_file),
+        "run": str(word_run.out.resolve()),
+    }
+    assert info["data"]["tokenizer"] == "word"
+    # step 0 trains the init model: its loss is the pre-trained parameters' loss on the first question
+    tokens, n = encode_docs(QUESTIONS[:1], word_run.tokenizer, WORDS.block_size)
+    first = float(loss_fn({k: np.asarray(v) for k, v in word_run.params.items()}, tokens, n, word_run.config))
+    assert abs(ft.losses[0] - first) < 1e-5
+    # a fine-tuned run resumes with its init's tokenizer: from the step-8 checkpoint to the same parameters
+    again = run.resume_run(tmp_path / "ft", verbose=False)
+    for k, v in ft.params.items():
+        np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(v))
+
+
+def test_word_run_from_the_command_line_is_the_library_run(word_run: run.RunResult, tmp_path: Path, capsys) -> None:
+    """The same run as the fixture's, by flags (so the same compiled programs): the same parameters; the sampling
+    flags --top-k and --top-p in train and sample."""
+    corpus = word_run.spec.data.path
+    out = tmp_path / "cli"
+    flags = ["--data", corpus, "--val-size", "5", "--tokenizer", "word", "--lowercase", "--steps", "40"]
+    model = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
+    assert (
+        main(["train", "--out", str(out), *flags, *model, "--num-samples", "6", "--top-k", "3", "--top-p", "0.9"]) == 0
+    )
+    stdout = capsys.readouterr().out
+    assert f"vocab size: {word_run.config.vocab_size} ({word_run.config.vocab_size - 1} words + BOS)" in stdout
+    assert "--- inference (new, hallucinated sentences, temperature 0.5, top-k 3, top-p 0.9) ---" in stdout
+    assert (out / "params.safetensors").read_bytes() == (word_run.out / "params.safetensors").read_bytes()
+    samples = [line.split(": ", 1)[-1] for line in stdout.splitlines() if line.startswith("sample ")]
+    assert samples == run.sample_model(run.load_run(out), SampleConfig(num_samples=6, top_k=3, top_p=0.9))
+    # top-k 1 is the argmax: the same sentences from any seed
+    firsts = set()
+    for seed in ("1", "2"):
+        assert main(["sample", "--run", str(out), "--num-samples", "3", "--top-k", "1", "--seed", seed]) == 0
+        firsts.add(capsys.readouterr().out)
+    assert len(firsts) == 1
+
+
+@pytest.mark.parametrize(
+    ("line3", "lowercase", "says"),
+    [
+        ("can the zebra run", True, "q.txt line 3: word 'zebra' is not in the model's vocabulary (14 words):"),
+        ("Can the dog run", False, "q.txt line 3: word 'Can' is not in the model's vocabulary (14 words) (--lowercase"),
+        ("can the  dog run", True, "q.txt line 3: 'can the  dog run' has an empty word at word 3"),
+    ],
+)
+def test_fine_tune_names_what_the_init_vocabulary_lacks(
+    word_run: run.RunResult, tmp_path: Path, line3: str, lowercase: bool, says: str
+) -> None:
+    data = DataConfig(path=_write(tmp_path / "q.txt", ["can the cat sit", "", line3]), val_size=0, lowercase=lowercase)
+    with pytest.raises(UserError) as e:
+        run.train_run(tmp_path / "ft", None, TrainConfig(steps=2), data, init=word_run.out, verbose=False)
+    assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not (tmp_path / "ft").exists()
+
+
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy_v2"
+
+
+def test_a_run_written_before_the_word_tokenizer_loads_and_resumes(tmp_path: Path) -> None:
+    """tests/data/legacy_v2/run was written by the code before this change (41e811a): config.json version 2,
+    the vocabulary a string, a checkpoint at step 40 of 41. It loads, samples as it did then, resumes to the
+    parameters it had, and serves as an --init."""
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(LEGACY / "run", legacy)
+    corpus = shutil.copy(LEGACY / "corpus.txt", tmp_path / "corpus.txt")
+    info = json.loads((legacy / "config.json").read_text())
+    assert info["version"] == 2 and info["data"]["vocab"] == "abc" and "tokenizer" not in info["data"]
+    info["data"]["path"] = str(corpus)  # where the copy of its corpus is
+    (legacy / "config.json").write_text(json.dumps(info))
+    loaded = run.load_run(legacy)
+    assert loaded.tokenizer.kind == "char" and loaded.tokenizer.uchars == "abc" and loaded.config.vocab_size == 4
+    # what its training printed (temperature 1.0, the run's seed)
+    assert run.sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["cab", "cac", "abc", "aabc"]
+    before = {k: v.copy() for k, v in loaded.params.items()}
+    resumed = run.resume_run(legacy, verbose=False)
+    for k, v in before.items():
+        np.testing.assert_allclose(np.asarray(resumed.params[k]), v, rtol=0, atol=1e-6)
+    assert json.loads((legacy / "config.json").read_text())["version"] == 3
+    # the same steps and data as the resumed run: the same compiled program
+    same_data = DataConfig(path=corpus, val_size=2, shuffle_seed=None)
+    ft = run.train_run(tmp_path / "ft", None, TrainConfig(steps=41), same_data, init=legacy, verbose=False)
+    assert ft.tokenizer == loaded.tokenizer and ft.config == loaded.config

@@ -16,9 +16,9 @@ from microgpt_jax.models import init_params
 from microgpt_jax.sample import decode_samples, draw, sample, sample_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
-TOK = Tokenizer("abc")
+TOK = Tokenizer("char", "abc")
 CONFIG = GPTConfig(vocab_size=4, block_size=5)
-NAMES_TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
+NAMES_TOK = Tokenizer("char", "abcdefghijklmnopqrstuvwxyz")
 NAMES_CONFIG = GPTConfig(vocab_size=27, block_size=16)
 # sample(init_params(key(0), NAMES_CONFIG, std=0.3), NAMES_CONFIG, NAMES_TOK, key(7), 12, 0.8) as drawn before
 # top-k and top-p were added (float32, CPU): the filters off must not change a single draw

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from microgpt_jax.data import Tokenizer as CharTokenizer
+from microgpt_jax import data
 from microgpt_jax.data import load_docs
 from microgpt_jax.errors import UserError
 from microgpt_jax.tokenizer import MAX_VOCAB, Tokenizer, normalise_docs
@@ -19,14 +19,14 @@ WORDS_DATA_ENV = "MICROGPT_JAX_WORDS_DATA"
 SENTENCES = ["the cat sat", "a dog ran", "the dog sat on the mat", "cat"]
 
 
-def test_char_round_trip_and_drop_in_for_data_tokenizer():
+def test_char_round_trip_is_microgpts_tokenizer():
     docs = ["emma", "olivia", "ava"]
     tok = Tokenizer.from_docs(docs)
-    old = CharTokenizer.from_docs(docs)
+    assert data.Tokenizer is Tokenizer  # one tokenizer for the package
     assert tok.kind == "char" and tok.vocab == tuple("aeilmov")
-    assert (tok.uchars, tok.bos, tok.vocab_size) == (old.uchars, old.bos, old.vocab_size)
+    assert (tok.uchars, tok.bos, tok.vocab_size) == ("aeilmov", 7, 8)
     for doc in docs:
-        assert tok.encode(doc) == old.encode(doc)
+        assert tok.encode(doc) == ["aeilmov".index(c) for c in doc]
         assert tok.decode(tok.encode(doc)) == doc
     assert tok.encode("") == [] and tok.decode([]) == ""
     assert Tokenizer("char", "abc") == Tokenizer("char", ("a", "b", "c"))  # uchars as a string

@@ -248,12 +248,15 @@ def _refuse_unused(given: dict[str, Any], model: str) -> None:
 
 
 def _own_process_setup(given: dict[str, Any], own_process: bool, command: str) -> None:
-    """Process-wide JAX settings, only when running as the program: a device per core for sweep (and for
-    train --devices N)."""
+    """Process-wide JAX settings, only when running as the program, before JAX starts: the persistent
+    compilation cache (``compile_cache``: a second run with the same shapes skips XLA's compiles;
+    ``MICROGPT_JAX_CACHE=off`` opts out) and a device per core for sweep (and for train --devices N)."""
     if not own_process:
         return
+    from microgpt_jax.compile_cache import enable_compile_cache
     from microgpt_jax.devices import set_cpu_devices
 
+    enable_compile_cache()
     if command == "sweep" or given.get("devices"):
         set_cpu_devices(given.get("devices"))  # a no-op for GPU/TPU devices
 
@@ -374,9 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run the subcommand, turn UserError into one line and exit status 2.
 
     Run as the program (``argv`` None: the console script, ``python -m microgpt_jax``) it also owns the
-    process's JAX setup: ``sweep``, and ``train --devices N``, first give the CPU backend a device per core
-    (or N), see ``devices.set_cpu_devices``. Called with an ``argv`` list (from Python, from tests) it leaves
-    that to the caller.
+    process's JAX setup: it turns on the persistent compilation cache (``compile_cache.enable_compile_cache``;
+    ``MICROGPT_JAX_CACHE`` picks the directory or ``off``), and ``sweep``, and ``train --devices N``, first give
+    the CPU backend a device per core (or N), see ``devices.set_cpu_devices``. Called with an ``argv`` list
+    (from Python, from tests) it leaves all of that to the caller.
     """
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command"}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from microgpt_jax import checkpoint, devices, models
@@ -141,13 +142,12 @@ def _prepare_out_dir(out: Path) -> None:
 
 def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> dict[str, Any]:
     """Fresh N(0, std) params from the train seed, or the state_dict of ``spec.init`` (checked against config)."""
-    import jax
     import jax.numpy as jnp
 
     tc = spec.train
     dtype = devices.float_dtype(tc.x64)
-    if spec.init is None:
-        return models.init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype)
+    if spec.init is None:  # the seed, not jax.random.key(seed): the key is made inside init's one program
+        return models.init_params(tc.seed, config, tc.init_std, tc.init_zero_out, dtype)
     params, meta = load_params(spec.init)
     if "vocab" in meta and meta["vocab"] != tokenizer.uchars:
         raise UserError(
@@ -159,12 +159,16 @@ def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> d
 
 
 def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
-    import jax
-
     from microgpt_jax.sample import sample
 
-    key = jax.random.fold_in(jax.random.key(seed if sc.seed is None else sc.seed), 1)
+    key = _sample_key(np.int64(seed if sc.seed is None else sc.seed))  # np.int64: as jax.random.key(int) takes it
     return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature)
+
+
+@jax.jit
+def _sample_key(seed: jax.Array) -> jax.Array:
+    """The samples' key, ``fold_in(key(seed), 1)``, as one compiled program (made op by op it compiled three)."""
+    return jax.random.fold_in(jax.random.key(seed), 1)
 
 
 def _finish(result: RunResult, log: _Log) -> RunResult:

@@ -120,6 +120,7 @@ def _sample_scan(
     """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n] (see ``draw``)."""
     num_samples = u_SxN.shape[1]
     bos = config.vocab_size - 1
+    temperature = temperature.astype(params["wte"].dtype)
     cache = init_cache(config, num_samples, params["wte"].dtype)
 
     def step(carry, pos_u):
@@ -137,17 +138,24 @@ def _sample_scan(
 
 
 @functools.cache
-def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
-    """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
-    its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
-    off on CPU (see xla_options)."""
-    fn = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
+def _sampler(config: GPTConfig, num_samples: int, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
+    """The compiled sampling program for validated filters (``check_filters``): ``(params, key, temperature) ->
+    tokens``. The uniforms are drawn inside it from the key (one program, not an eager draw compiled apart);
+    with a mesh, each device samples its share of the rows (shard_map: the rows never interact, so there is
+    nothing to communicate). YNN fusions off on CPU (see xla_options)."""
+    scan = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
     if mesh is not None:
         # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device
-        fn = jax.shard_map(
-            fn, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
+        scan = jax.shard_map(
+            scan, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
         )
-    return jit_with_cpu_options(fn, YNN_OFF)
+
+    def sample_program(params: dict[str, jax.Array], key: jax.Array, temperature: jax.Array) -> jax.Array:
+        # one uniform per draw, all made up front (one RNG call, not one per position and token)
+        u_SxN = jax.random.uniform(key, (config.block_size, num_samples), params["wte"].dtype)
+        return scan(params, u_SxN, temperature)
+
+    return jit_with_cpu_options(sample_program, YNN_OFF)
 
 
 def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
@@ -177,15 +185,12 @@ def sample_tokens(
     a device per core (``devices.set_cpu_devices``), both cores sample. A key gives the same names on any number
     of devices (all uniforms are drawn from it up front), up to float rounding in the logits."""
     top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
-    dtype = params["wte"].dtype
-    # one uniform per draw, all made up front (one RNG call, not one per position and token)
-    u_SxN = jax.random.uniform(key, (config.block_size, num_samples), dtype)
-    temperature = jnp.asarray(temperature, dtype)
+    if not isinstance(temperature, jax.Array):  # a host value: jnp.asarray would compile a conversion program
+        temperature = np.asarray(temperature, params["wte"].dtype)
     mesh = sample_mesh(num_samples, devices)
-    if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
-        params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
-        u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
-    return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
+    if mesh is not None:  # the program's inputs on its devices, replicated; it splits the uniforms by sample
+        params, key, temperature = jax.device_put((params, key, temperature), NamedSharding(mesh, P()))
+    return _sampler(config, num_samples, mesh, top_k, top_p)(params, key, temperature)
 
 
 def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:

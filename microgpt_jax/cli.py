@@ -51,6 +51,17 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked for (importlib.metadata costs every other command ~30 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(f"{parser.prog} {version()}")
+        parser.exit(0)
+
+
 def _number(kind: type, minimum: float, inclusive: bool, below: float | None = None) -> Callable[[str], Any]:
     """An argparse type: a finite int or float >= (or >) ``minimum`` (and < ``below``), else a one-line error."""
     bound = f"{'>=' if inclusive else '>'} {minimum}" + (f" and < {below}" if below is not None else "")
@@ -165,7 +176,7 @@ def _add_init_variant(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = _Parser(prog=PROG, description="microgpt in JAX: train a tiny GPT on names, sample new ones.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_Version, help="show the program's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write a run directory")

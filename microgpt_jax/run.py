@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from microgpt_jax import checkpoint, devices, models
+from microgpt_jax import checkpoint, devices, models, threefry
 from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.data import Corpus, Tokenizer, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
@@ -161,13 +161,21 @@ def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> d
 def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
     from microgpt_jax.sample import sample
 
-    key = _sample_key(np.int64(seed if sc.seed is None else sc.seed))  # np.int64: as jax.random.key(int) takes it
-    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature)
+    return sample(params, config, tokenizer, sample_key(seed if sc.seed is None else sc.seed), sc.num_samples,
+                  sc.temperature)  # fmt: skip
+
+
+def sample_key(seed: int) -> jax.Array:
+    """The key a run's samples are drawn with: ``jax.random.fold_in(jax.random.key(seed), 1)``, computed on the
+    host (``threefry``: no key operation to compile) where JAX's PRNG is the one it computes."""
+    if threefry.usable():
+        data = threefry.fold_in(threefry.key(seed, bool(jax.config.jax_enable_x64)), 1)
+        return jax.random.wrap_key_data(data)
+    return _sample_key(np.int64(seed))  # np.int64: as jax.random.key(int) takes it
 
 
 @jax.jit
 def _sample_key(seed: jax.Array) -> jax.Array:
-    """The samples' key, ``fold_in(key(seed), 1)``, as one compiled program (made op by op it compiled three)."""
     return jax.random.fold_in(jax.random.key(seed), 1)
 
 

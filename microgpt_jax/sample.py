@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from microgpt_jax import threefry
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.data import Tokenizer
 from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh
@@ -138,24 +140,31 @@ def _sample_scan(
 
 
 @functools.cache
-def _sampler(config: GPTConfig, num_samples: int, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
-    """The compiled sampling program for validated filters (``check_filters``): ``(params, key, temperature) ->
-    tokens``. The uniforms are drawn inside it from the key (one program, not an eager draw compiled apart);
-    with a mesh, each device samples its share of the rows (shard_map: the rows never interact, so there is
-    nothing to communicate). YNN fusions off on CPU (see xla_options)."""
-    scan = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
+def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
+    """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
+    its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
+    off on CPU (see xla_options)."""
+    fn = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
     if mesh is not None:
         # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device
-        scan = jax.shard_map(
-            scan, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
+        fn = jax.shard_map(
+            fn, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
         )
+    return jit_with_cpu_options(fn, YNN_OFF)
 
-    def sample_program(params: dict[str, jax.Array], key: jax.Array, temperature: jax.Array) -> jax.Array:
-        # one uniform per draw, all made up front (one RNG call, not one per position and token)
-        u_SxN = jax.random.uniform(key, (config.block_size, num_samples), params["wte"].dtype)
-        return scan(params, u_SxN, temperature)
 
-    return jit_with_cpu_options(sample_program, YNN_OFF)
+HOST_DRAWS = 1 << 14  # up to this many uniforms are made on the host (threefry.py): about a millisecond
+
+
+def uniforms(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array | np.ndarray:
+    """``jax.random.uniform(key, shape, dtype)``, the same numbers: a small draw from a threefry key is made on
+    the host (no program to compile: the few samples a run prints), a large one by JAX's compiled draw."""
+    n = math.prod(shape)
+    host = n <= HOST_DRAWS and not isinstance(key, jax.core.Tracer) and threefry.usable()
+    if host and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        if str(jax.random.key_impl(key)) == "threefry2x32" and jnp.dtype(dtype) in (jnp.float32, jnp.float64):
+            return threefry.uniform(np.asarray(jax.random.key_data(key)), n, jnp.dtype(dtype)).reshape(shape)
+    return jax.random.uniform(key, shape, dtype)
 
 
 def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
@@ -185,12 +194,16 @@ def sample_tokens(
     a device per core (``devices.set_cpu_devices``), both cores sample. A key gives the same names on any number
     of devices (all uniforms are drawn from it up front), up to float rounding in the logits."""
     top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
+    dtype = params["wte"].dtype
+    # one uniform per draw, all made up front (one RNG call, not one per position and token)
+    u_SxN = uniforms(key, (config.block_size, num_samples), dtype)
     if not isinstance(temperature, jax.Array):  # a host value: jnp.asarray would compile a conversion program
-        temperature = np.asarray(temperature, params["wte"].dtype)
+        temperature = np.asarray(temperature, dtype)
     mesh = sample_mesh(num_samples, devices)
-    if mesh is not None:  # the program's inputs on its devices, replicated; it splits the uniforms by sample
-        params, key, temperature = jax.device_put((params, key, temperature), NamedSharding(mesh, P()))
-    return _sampler(config, num_samples, mesh, top_k, top_p)(params, key, temperature)
+    if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
+        params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
+        u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
+    return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
 
 
 def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:

@@ -1,12 +1,13 @@
 """JAX's default PRNG (threefry2x32, the "partitionable" bit layout) computed on the host with numpy, for the few
-small draws on the start-up path: making a key from a seed, splitting it, folding data in, and the random bits of
-init's matrices. On the device each of these is a threefry hash that XLA compiles (a few tenths of a second on a
-CPU) and JAX lowers again in every process; on the host they take microseconds and compile nothing.
+small draws on the start-up path: making a key from a seed, splitting it, folding data in, the random bits of
+init's matrices and the uniforms of a few samples. On the device each of these is a threefry hash that XLA
+compiles (a few tenths of a second on a CPU) and JAX lowers again in every process; on the host they take
+microseconds and compile nothing.
 
-The bits are JAX's own, exactly: ``key(seed)``, ``split``, ``fold_in`` and ``bits`` here give what
-``jax.random.key``, ``jax.random.split``, ``jax.random.fold_in`` and ``jax.random.bits`` give (tests/test_threefry.py
-checks them against JAX). ``usable()`` says whether JAX is set up the way this module assumes (the threefry
-implementation, the partitionable layout, JAX's default since 0.5); callers fall back to ``jax.random`` otherwise.
+The numbers are JAX's own, exactly: ``key(seed)``, ``split``, ``fold_in``, ``bits`` and ``uniform`` here give
+what ``jax.random.key``, ``split``, ``fold_in``, ``bits`` and ``uniform`` give (tests/test_threefry.py checks them
+against JAX). ``usable()`` says whether JAX is set up the way this module assumes (the threefry implementation,
+the partitionable layout, JAX's default since 0.5); callers fall back to ``jax.random`` otherwise.
 
 Threefry-2x32 with 20 rounds is the counter-based generator of Salmon et al., "Parallel random numbers: as easy as
 1, 2, 3" (SC 2011): a keyed hash of a pair of 32-bit counters. Keys here are numpy uint32 arrays of shape (2,).
@@ -78,3 +79,13 @@ def bits(key: np.ndarray, n: int, width: int = 32) -> np.ndarray:
     if width == 32:
         return y0 ^ y1
     return (y0.astype(np.uint64) << np.uint64(32)) | y1.astype(np.uint64)
+
+
+def uniform(key: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
+    """``jax.random.uniform(key, (n,), dtype)`` (in [0, 1), float32 or float64): the bits' mantissa as a float in
+    [1, 2), minus one. (JAX then scales by maxval - minval = 1, adds minval = 0 and clips at 0: exact no-ops.)"""
+    dtype = np.dtype(dtype)
+    width = dtype.itemsize * 8
+    b = bits(key, n, width)
+    mantissa = b >> b.dtype.type(width - np.finfo(dtype).nmant)
+    return (mantissa | np.array(1.0, dtype).view(b.dtype)).view(dtype) - dtype.type(1.0)

@@ -3,6 +3,8 @@ and init from a seed drawn on the host equal to init from the key."""
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -32,6 +34,10 @@ def test_keys_splits_fold_ins_and_bits_are_jaxs(x64: bool) -> None:
             np.testing.assert_array_equal(  # the flat bits of a (4, 5) draw, row-major
                 threefry.bits(k, 20), np.ravel(jax.random.bits(key, (4, 5), np.uint32))
             )
+            for dtype in (np.float32, np.float64) if x64 else (np.float32,):
+                u = threefry.uniform(k, 1000, dtype)
+                assert u.dtype == dtype and u.min() >= 0 and u.max() < 1
+                np.testing.assert_array_equal(u, jax.random.uniform(key, (1000,), dtype), err_msg=str(seed))
         np.testing.assert_array_equal(
             jax.random.key_data(sample_key(7)), jax.random.key_data(jax.random.fold_in(jax.random.key(7), 1))
         )
@@ -58,3 +64,17 @@ def test_init_from_a_seed_without_the_partitionable_layout_draws_on_the_device()
         from_key, from_seed = init_params(jax.random.key(3), config), init_params(3, config)
     for name, p in from_key.items():
         np.testing.assert_array_equal(from_seed[name], p, err_msg=name)
+
+
+def test_samples_draw_the_same_on_the_host_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import microgpt_jax.sample  # noqa: F401 (the package's name ``sample`` is the function: the module is in sys.modules)
+    from microgpt_jax.config import GPTConfig
+    from microgpt_jax.models import init_params
+
+    sample_module = sys.modules["microgpt_jax.sample"]
+    config = GPTConfig(vocab_size=6, n_embd=8, n_head=2, block_size=5)
+    params, key = init_params(0, config), jax.random.key(5)
+    assert isinstance(sample_module.uniforms(key, (5, 7), np.float32), np.ndarray)  # made on the host
+    on_host = sample_module.sample_tokens(params, key, 0.7, config=config, num_samples=7)
+    monkeypatch.setattr(sample_module, "HOST_DRAWS", 0)  # every draw by jax.random.uniform
+    np.testing.assert_array_equal(sample_module.sample_tokens(params, key, 0.7, config=config, num_samples=7), on_host)

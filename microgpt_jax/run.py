@@ -313,7 +313,8 @@ def _train_loop(
     the final evaluation, params.safetensors and the samples."""
     from tqdm import tqdm
 
-    from microgpt_jax.train import evaluate, train
+    from microgpt_jax.train import evaluate as evaluate_now
+    from microgpt_jax.train import train
 
     config, tc, rc = spec.model, spec.train, spec.run
     tokenizer = corpus.tokenizer
@@ -321,6 +322,13 @@ def _train_loop(
     train_tokens, train_n, val_tokens, val_n = corpus.encoded(config.block_size)
     guard = checkpoint.RunGuard(out, config, tc, spec.vocab, rc.ckpt_every, spec.data_sha256, start)
     mesh = devices.make_mesh(devices.DATA_AXIS, n_dev) if n_dev > 1 else None
+    ahead = _CompileAhead(params, config, len(val_n), spec.sample) if mesh is None else None
+
+    def evaluate(*args: Any) -> float:
+        if ahead is not None:
+            ahead.wait()
+        return evaluate_now(*args)
+
     recent: list[float] = []
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
@@ -376,7 +384,38 @@ def _train_loop(
             result.val_loss = evaluate(params, val_tokens, val_n, config)
             metrics.write(json.dumps({"step": tc.steps, "val_loss": result.val_loss}) + "\n")
             log(f"val_loss: {result.val_loss:.4f}")
+    if ahead is not None:
+        ahead.wait()
     return _finish(result, log)
+
+
+class _CompileAhead:
+    """Compiles the evaluation and sampling programs a run ends with on a second thread, started as training's
+    program begins to compile: XLA compiles with Python's lock released, so on a machine with a core to spare
+    the two compiles overlap (a cold run's wait shrinks by the shorter one); with the compilation cache filled
+    it only looks the programs up. ``wait()`` before the first evaluation or sample. Best effort: an error here
+    is left for the real call to raise."""
+
+    def __init__(self, params: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+        import threading
+
+        specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
+        self._thread = threading.Thread(target=self._compile, args=(specs, config, n_val, sc), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+        from microgpt_jax.sample import compile_sample_tokens
+        from microgpt_jax.train import compile_evaluate
+
+        try:
+            compile_evaluate(specs, n_val, config)
+            compile_sample_tokens(specs, config=config, num_samples=sc.num_samples)
+        except Exception:  # the real call raises it, with its context
+            pass
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 @dataclass(frozen=True)

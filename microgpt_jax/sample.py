@@ -206,6 +206,21 @@ def sample_tokens(
     return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
 
 
+def compile_sample_tokens(
+    params: dict[str, jax.Array], *, config: GPTConfig, num_samples: int, top_k: int = 0, top_p: float = 1.0
+) -> bool:
+    """Compile the program ``sample_tokens`` runs for ``num_samples`` samples on one device with parameters like
+    ``params`` (arrays or jax.ShapeDtypeStruct), without running it; False (nothing done) where the samples
+    would be spread over several devices."""
+    top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
+    if sample_mesh(num_samples) is not None:
+        return False
+    dtype = params["wte"].dtype
+    u_SxN = jax.ShapeDtypeStruct((config.block_size, num_samples), dtype)
+    _sampler(config, None, top_k, top_p).compile_ahead(params, u_SxN, jax.ShapeDtypeStruct((), dtype))
+    return True
+
+
 def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:
     """Text of each sample, up to its first BOS."""
     out = []

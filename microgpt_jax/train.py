@@ -135,6 +135,15 @@ def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iter
         yield toks, n
 
 
+def compile_evaluate(params: Any, n_docs: int, config: GPTConfig, batch: int = 1024) -> None:
+    """Compile the program ``evaluate`` runs on ``n_docs`` documents with parameters like ``params`` (arrays or
+    jax.ShapeDtypeStruct), without running it: ``evaluate`` then finds it compiled."""
+    if n_docs:
+        rows = min(batch, n_docs)
+        tokens = jax.ShapeDtypeStruct((rows, config.block_size + 1), np.int32)
+        _eval_sums.lower(params, tokens, jax.ShapeDtypeStruct((rows,), np.int32), config).compile()
+
+
 def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, batch: int = 1024) -> float:
     """Mean NLL per predicted token over documents (the held-out val_loss), in fixed-size padded batches."""
     if len(n_N) == 0:

@@ -142,11 +142,9 @@ def _prepare_out_dir(out: Path) -> None:
 
 def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> dict[str, Any]:
     """Fresh N(0, std) params from the train seed, or the state_dict of ``spec.init`` (checked against config)."""
-    import jax.numpy as jnp
-
     tc = spec.train
     dtype = devices.float_dtype(tc.x64)
-    if spec.init is None:  # the seed, not jax.random.key(seed): the key is made inside init's one program
+    if spec.init is None:  # the seed, not jax.random.key(seed): init then makes its keys on the host
         return models.init_params(tc.seed, config, tc.init_std, tc.init_zero_out, dtype)
     params, meta = load_params(spec.init)
     if "vocab" in meta and meta["vocab"] != tokenizer.uchars:
@@ -155,14 +153,20 @@ def _initial_params(spec: RunSpec, config: GPTConfig, tokenizer: Tokenizer) -> d
             "train on the same corpus or start fresh"
         )
     check_params(params, config, source=str(spec.init))
-    return {k: jnp.asarray(params[k], dtype) for k in models.param_shapes(config)}
+    return _on_device({k: params[k] for k in models.param_shapes(config)}, dtype)
+
+
+def _on_device(params: dict[str, Any], dtype: Any) -> dict[str, jax.Array]:
+    """Host parameters as device arrays of ``dtype``: converted by numpy and copied, as jnp.asarray converts them,
+    without its copy program per matrix shape."""
+    return jax.device_put({k: np.asarray(v, dtype) for k, v in params.items()})
 
 
 def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
     from microgpt_jax.sample import sample
 
-    return sample(params, config, tokenizer, sample_key(seed if sc.seed is None else sc.seed), sc.num_samples,
-                  sc.temperature)  # fmt: skip
+    key = sample_key(seed if sc.seed is None else sc.seed)
+    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature)
 
 
 def sample_key(seed: int) -> jax.Array:
@@ -400,7 +404,9 @@ class _CompileAhead:
         import threading
 
         specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
-        self._thread = threading.Thread(target=self._compile, args=(specs, config, n_val, sc), daemon=True)
+        self._thread = threading.Thread(
+            target=self._compile, args=(specs, config, n_val, sc), name="microgpt-jax-compile-ahead", daemon=True
+        )
         self._thread.start()
 
     @staticmethod
@@ -455,10 +461,8 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
 
 def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig()) -> list[str]:
     """New documents from a loaded model; ``sample.seed`` None means the run's seed (what its training printed)."""
-    import jax.numpy as jnp
-
     if model.x64:
         devices.enable_x64(True)
     dtype = devices.float_dtype(model.x64)
-    params = {k: jnp.asarray(v, dtype) for k, v in model.params.items()}
+    params = _on_device(model.params, dtype)
     return _sample_names(params, model.config, model.tokenizer, sample, model.seed)

@@ -159,11 +159,12 @@ HOST_DRAWS = 1 << 14  # up to this many uniforms are made on the host (threefry.
 def uniforms(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array | np.ndarray:
     """``jax.random.uniform(key, shape, dtype)``, the same numbers: a small draw from a threefry key is made on
     the host (no program to compile: the few samples a run prints), a large one by JAX's compiled draw."""
-    n = math.prod(shape)
+    n, dtype = math.prod(shape), jnp.dtype(dtype)
     host = n <= HOST_DRAWS and not isinstance(key, jax.core.Tracer) and threefry.usable()
+    host = host and (dtype == jnp.float32 or (dtype == jnp.float64 and jax.config.jax_enable_x64))
     if host and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        if str(jax.random.key_impl(key)) == "threefry2x32" and jnp.dtype(dtype) in (jnp.float32, jnp.float64):
-            return threefry.uniform(np.asarray(jax.random.key_data(key)), n, jnp.dtype(dtype)).reshape(shape)
+        if str(jax.random.key_impl(key)) == "threefry2x32":
+            return threefry.uniform(np.asarray(jax.random.key_data(key)), n, dtype).reshape(shape)
     return jax.random.uniform(key, shape, dtype)
 
 

@@ -68,6 +68,7 @@ def test_bench_quick_json() -> None:
     ]
     # what the user waits for: whole processes of the default train, cold and warm, and --help
     keys += ["startup_train_cold_s", "startup_train_warm_s", "startup_help_s", "startup_warm_over_cold"]
+    keys += ["startup_import_jax_s"]
     if res["torch"] is not None:  # the PyTorch peer, timed in the same run, and our figures as ratios to it
         keys += ["torch_b1_t1_eager", "torch_b1_t2_eager", "torch_b256_t1_eager", "vs_torch_b1", "vs_torch_b256"]
     else:

@@ -3,6 +3,10 @@
     from microgpt_jax import GPTConfig, TrainConfig, DataConfig, train_run, init_params, gpt, loss_fn
 
 Names are loaded on first use, so ``import microgpt_jax`` (and ``microgpt-jax --help``) does not start JAX.
+Importing the package changes no JAX setting. The ``microgpt-jax`` program keeps compiled programs on disk
+(JAX's persistent compilation cache); a script opts in with one call before its first computation::
+
+    microgpt_jax.enable_compile_cache()  # $MICROGPT_JAX_CACHE, else ~/.cache/microgpt_jax (private, 0700)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ _EXPORTS = {
     "split_docs": "data",
     "enable_x64": "devices",
     "set_cpu_devices": "devices",
+    "enable_compile_cache": "compile_cache",
     "UserError": "errors",
     "gpt": "gpt",
     "gpt_step": "gpt",

@@ -9,6 +9,7 @@ not give is absent from the parsed namespace (argparse.SUPPRESS), so the configs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import warnings
@@ -57,6 +58,17 @@ def version() -> str:
         return installed("microgpt-jax")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked for (importlib.metadata costs every other command ~30 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(f"{parser.prog} {version()}")
+        parser.exit(0)
 
 
 def _number(
@@ -208,7 +220,7 @@ def _add_init_variant(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = _Parser(prog=PROG, description="microgpt in JAX: train a tiny GPT on names, sample new ones.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_Version, help="show the program's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write a run directory")
@@ -334,12 +346,15 @@ def train_configs(
 
 
 def _own_process_setup(given: dict[str, Any], own_process: bool, command: str) -> None:
-    """Process-wide JAX settings, only when running as the program: a device per core for sweep (and for
-    train --devices N)."""
+    """Process-wide JAX settings, only when running as the program, before JAX starts: the persistent
+    compilation cache (``compile_cache``: a second run with the same shapes skips XLA's compiles;
+    ``MICROGPT_JAX_CACHE=off`` opts out) and a device per core for sweep (and for train --devices N)."""
     if not own_process:
         return
+    from microgpt_jax.compile_cache import enable_compile_cache
     from microgpt_jax.devices import set_cpu_devices
 
+    enable_compile_cache()
     if command == "sweep" or given.get("devices"):
         set_cpu_devices(given.get("devices"))  # a no-op for GPU/TPU devices
 
@@ -483,15 +498,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run the subcommand, turn UserError into one line and exit status 2.
 
     Run as the program (``argv`` None: the console script, ``python -m microgpt_jax``) it also owns the
-    process's JAX setup: ``sweep``, and ``train --devices N``, first give the CPU backend a device per core
-    (or N), see ``devices.set_cpu_devices``. Called with an ``argv`` list (from Python, from tests) it leaves
-    that to the caller.
+    process's JAX setup: it turns on the persistent compilation cache (``compile_cache.enable_compile_cache``;
+    ``MICROGPT_JAX_CACHE`` picks the directory or ``off``), and ``sweep``, and ``train --devices N``, first give
+    the CPU backend a device per core (or N), see ``devices.set_cpu_devices``. Called with an ``argv`` list
+    (from Python, from tests) it leaves all of that to the caller.
     """
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command"}
     if argv is None and hasattr(sys.stdout, "reconfigure"):  # a terminal that cannot show a character gets \x..
         sys.stdout.reconfigure(errors="backslashreplace")
-    with warnings.catch_warnings():
+    # as the program, every warning of the process is one line (threads that compile ahead included, to the end);
+    # called with an argv (tests, Python), only for the call
+    with contextlib.nullcontext() if argv is None else warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
             _own_process_setup(given, argv is None, args.command)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 import urllib.error
@@ -146,13 +147,15 @@ def encode_docs(docs: Sequence[str], tokenizer: Tokenizer, block_size: int) -> t
     Returns ``tokens_NxT1`` (int32, padded with BOS to block_size + 1 columns) and ``n_N`` (int32), the
     number of predicted positions per document, ``min(block_size, len(tokens) - 1)``: the original's rule.
     """
-    tokens_NxT1 = np.full((len(docs), block_size + 1), tokenizer.bos, dtype=np.int32)
-    n_N = np.zeros(len(docs), dtype=np.int32)
-    for i, doc in enumerate(docs):
-        toks = [tokenizer.bos, *tokenizer.encode(doc), tokenizer.bos][: block_size + 1]
-        tokens_NxT1[i, : len(toks)] = toks
-        n_N[i] = len(toks) - 1
-    return tokens_NxT1, n_N
+    bos = tokenizer.bos
+    rows = [[bos, *tokenizer.encode(doc), bos][: block_size + 1] for doc in docs]
+    lengths_N = np.fromiter(map(len, rows), np.int32, len(rows))
+    tokens_NxT1 = np.full((len(docs), block_size + 1), bos, dtype=np.int32)
+    # every row's tokens in one assignment (a mask's True entries are filled in row-major order): a numpy
+    # assignment per document cost more than encoding it
+    used_NxT1 = np.arange(block_size + 1) < lengths_N[:, None]
+    tokens_NxT1[used_NxT1] = np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(lengths_N.sum()))
+    return tokens_NxT1, lengths_N - 1
 
 
 @dataclass(frozen=True)

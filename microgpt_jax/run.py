@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from microgpt_jax import checkpoint, devices, models, rundir
+from microgpt_jax import checkpoint, devices, models, rundir, threefry
 from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.data import Corpus, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
@@ -225,16 +226,19 @@ def _model_of(model: GPTConfig | None, init: _Init | None, vocab_size: int) -> G
 
 def _initial_params(spec: RunSpec, init: _Init | None) -> dict[str, Any]:
     """Fresh N(0, std) params from the train seed, or the init's state_dict (checked against the config)."""
-    import jax
-    import jax.numpy as jnp
-
     tc, config = spec.train, spec.model
     dtype = devices.float_dtype(tc.x64)
-    if init is None:
-        return models.init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype)
+    if init is None:  # the seed, not jax.random.key(seed): init then makes its keys on the host
+        return models.init_params(tc.seed, config, tc.init_std, tc.init_zero_out, dtype)
     check_params(init.params, config, source=init.source.path)
     params = cast_params(init.params, dtype, init.source.path)  # a float64 file into a float32 run: values must fit
-    return {k: jnp.asarray(params[k]) for k in models.param_shapes(config)}
+    return _on_device({k: params[k] for k in models.param_shapes(config)}, dtype)
+
+
+def _on_device(params: dict[str, Any], dtype: Any) -> dict[str, jax.Array]:
+    """Host parameters as device arrays of ``dtype``: converted by numpy and copied, as jnp.asarray converts them,
+    without its copy program per matrix shape."""
+    return jax.device_put({k: np.asarray(v, dtype) for k, v in params.items()})
 
 
 def _check_fits(tc: TrainConfig, config: GPTConfig, n_docs: int) -> None:
@@ -258,12 +262,24 @@ def _check_fits(tc: TrainConfig, config: GPTConfig, n_docs: int) -> None:
 
 
 def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
-    import jax
-
     from microgpt_jax.sample import sample
 
-    key = jax.random.fold_in(jax.random.key(seed if sc.seed is None else sc.seed), 1)
+    key = sample_key(seed if sc.seed is None else sc.seed)
     return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature, top_k=sc.top_k, top_p=sc.top_p)
+
+
+def sample_key(seed: int) -> jax.Array:
+    """The key a run's samples are drawn with: ``jax.random.fold_in(jax.random.key(seed), 1)``, computed on the
+    host (``threefry``: no key operation to compile) where JAX's PRNG is the one it computes."""
+    if threefry.usable():
+        data = threefry.fold_in(threefry.key(seed, bool(jax.config.jax_enable_x64)), 1)
+        return jax.random.wrap_key_data(data)
+    return _sample_key(np.int64(seed))  # np.int64: as jax.random.key(int) takes it
+
+
+@jax.jit
+def _sample_key(seed: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), 1)
 
 
 def _sampling(sc: SampleConfig) -> str:
@@ -495,7 +511,8 @@ def _train_loop(
     final evaluation, params.safetensors and the samples."""
     from tqdm import tqdm
 
-    from microgpt_jax.train import evaluate, train
+    from microgpt_jax.train import evaluate as evaluate_now
+    from microgpt_jax.train import train
 
     config, tc, rc = spec.model, spec.train, spec.run
     _header(corpus, models.num_params(params), log)
@@ -504,6 +521,13 @@ def _train_loop(
     guard.run_dir = rd.path
     guard.extra_info = lambda: {"config_sha256": spec.digest(), "metrics": metrics.sync()}
     mesh = devices.make_mesh(devices.DATA_AXIS, n_dev) if n_dev > 1 else None
+    ahead = _CompileAhead(params, config, len(val_n), spec.sample) if mesh is None else None
+
+    def evaluate(*args: Any) -> float:
+        if ahead is not None:
+            ahead.wait()
+        return evaluate_now(*args)
+
     recent: list[float] = []
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
@@ -563,7 +587,40 @@ def _train_loop(
         metrics.sync()
     finally:
         metrics.close()
+    if ahead is not None:
+        ahead.wait()
     return _finish(result, rd, guard, log)
+
+
+class _CompileAhead:
+    """Compiles the evaluation and sampling programs a run ends with on a second thread, started as training's
+    program begins to compile: XLA compiles with Python's lock released, so on a machine with a core to spare
+    the two compiles overlap (a cold run's wait shrinks by the shorter one); with the compilation cache filled
+    it only looks the programs up. ``wait()`` before the first evaluation or sample. Best effort: an error here
+    is left for the real call to raise."""
+
+    def __init__(self, params: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+        import threading
+
+        specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
+        self._thread = threading.Thread(
+            target=self._compile, args=(specs, config, n_val, sc), name="microgpt-jax-compile-ahead", daemon=True
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+        from microgpt_jax.sample import compile_sample_tokens
+        from microgpt_jax.train import compile_evaluate
+
+        try:
+            compile_evaluate(specs, n_val, config)
+            compile_sample_tokens(specs, config=config, num_samples=sc.num_samples)
+        except Exception:  # the real call raises it, with its context
+            pass
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 @dataclass(frozen=True)
@@ -629,8 +686,6 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
 
 def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig()) -> list[str]:
     """New documents from a loaded model; ``sample.seed`` None means the run's seed (what its training printed)."""
-    import jax.numpy as jnp
-
     with devices.precision(model.x64):
-        params = {k: jnp.asarray(v, devices.float_dtype(model.x64)) for k, v in model.params.items()}
+        params = _on_device(model.params, devices.float_dtype(model.x64))
         return _sample_names(params, model.config, model.tokenizer, sample, model.seed)

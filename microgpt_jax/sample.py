@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from microgpt_jax import threefry
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh
 from microgpt_jax.errors import UserError
@@ -121,6 +123,7 @@ def _sample_scan(
     """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n] (see ``draw``)."""
     num_samples = u_SxN.shape[1]
     bos = config.vocab_size - 1
+    temperature = temperature.astype(params["wte"].dtype)
     cache = init_cache(config, num_samples, params["wte"].dtype)
 
     def step(carry, pos_u):
@@ -149,6 +152,21 @@ def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float 
             fn, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
         )
     return jit_with_cpu_options(fn, YNN_OFF)
+
+
+HOST_DRAWS = 1 << 14  # up to this many uniforms are made on the host (threefry.py): about a millisecond
+
+
+def uniforms(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array | np.ndarray:
+    """``jax.random.uniform(key, shape, dtype)``, the same numbers: a small draw from a threefry key is made on
+    the host (no program to compile: the few samples a run prints), a large one by JAX's compiled draw."""
+    n, dtype = math.prod(shape), jnp.dtype(dtype)
+    host = n <= HOST_DRAWS and not isinstance(key, jax.core.Tracer) and threefry.usable()
+    host = host and (dtype == jnp.float32 or (dtype == jnp.float64 and jax.config.jax_enable_x64))
+    if host and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        if str(jax.random.key_impl(key)) == "threefry2x32":
+            return threefry.uniform(np.asarray(jax.random.key_data(key)), n, dtype).reshape(shape)
+    return jax.random.uniform(key, shape, dtype)
 
 
 def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
@@ -180,14 +198,31 @@ def sample_tokens(
     top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
     dtype = params["wte"].dtype
     # one uniform per draw, all made up front (one RNG call, not one per position and token)
-    u_SxN = jax.random.uniform(key, (config.block_size, num_samples), dtype)
-    # a temperature beyond the dtype's range is its limit, uniform sampling: the largest finite one gives that
-    temperature = jnp.asarray(min(float(temperature), float(jnp.finfo(dtype).max)), dtype)
+    u_SxN = uniforms(key, (config.block_size, num_samples), dtype)
+    # a temperature beyond the dtype's range is its limit, uniform sampling: the largest finite one gives that;
+    # a host value, so no conversion program is compiled
+    if not isinstance(temperature, jax.Array):
+        temperature = np.asarray(min(float(temperature), float(np.finfo(dtype).max)), dtype)
     mesh = sample_mesh(num_samples, devices)
     if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
         params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
         u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
     return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
+
+
+def compile_sample_tokens(
+    params: dict[str, jax.Array], *, config: GPTConfig, num_samples: int, top_k: int = 0, top_p: float = 1.0
+) -> bool:
+    """Compile the program ``sample_tokens`` runs for ``num_samples`` samples on one device with parameters like
+    ``params`` (arrays or jax.ShapeDtypeStruct), without running it; False (nothing done) where the samples
+    would be spread over several devices."""
+    top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
+    if sample_mesh(num_samples) is not None:
+        return False
+    dtype = params["wte"].dtype
+    u_SxN = jax.ShapeDtypeStruct((config.block_size, num_samples), dtype)
+    _sampler(config, None, top_k, top_p).compile_ahead(params, u_SxN, jax.ShapeDtypeStruct((), dtype))
+    return True
 
 
 def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:

@@ -31,15 +31,22 @@ from microgpt_jax.optim import make_optimizer
 Params = dict[str, jax.Array]
 
 
-def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, jax.Array]:
-    """The traced hyperparameters of a recipe, as arrays of the parameters' dtype."""
+def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, np.ndarray]:
+    """The traced hyperparameters of a recipe, as host scalars of the parameters' dtype (the compiled programs
+    take them as arguments; a host value needs no conversion program of its own)."""
     tc = train_config
     values = {"lr": tc.lr, "b1": tc.b1, "b2": tc.b2, "eps": tc.eps, "num_steps": tc.steps}
-    return {k: jnp.asarray(v, dtype) for k, v in values.items()}
+    return {k: np.asarray(v, dtype) for k, v in values.items()}
 
 
 def init_opt_state(optimizer: str, params: Params) -> Any:
-    """The optimizer's initial state (its structure does not depend on the hyperparameters)."""
+    """The optimizer's initial state (its structure does not depend on the hyperparameters), made by one
+    compiled program: built op by op it compiled a small program per parameter shape."""
+    return _init_opt_state(optimizer, params)
+
+
+@partial(jax.jit, static_argnums=0)
+def _init_opt_state(optimizer: str, params: Params) -> Any:
     return make_optimizer(optimizer, 1.0, 1).init(params)
 
 
@@ -164,6 +171,15 @@ def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iter
         yield toks, n
 
 
+def compile_evaluate(params: Any, n_docs: int, config: GPTConfig, batch: int = 1024) -> None:
+    """Compile the program ``evaluate`` runs on ``n_docs`` documents with parameters like ``params`` (arrays or
+    jax.ShapeDtypeStruct), without running it: ``evaluate`` then finds it compiled."""
+    if n_docs:
+        rows = min(batch, n_docs)
+        tokens = jax.ShapeDtypeStruct((rows, config.block_size + 1), np.int32)
+        _eval_sums.lower(params, tokens, jax.ShapeDtypeStruct((rows,), np.int32), config).compile()
+
+
 def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, batch: int = 1024) -> float:
     """Mean NLL per predicted token over documents (the held-out val_loss), in fixed-size padded batches."""
     check_tokens(tokens_NxT1, n_N, config)
@@ -171,7 +187,7 @@ def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: G
         return float("nan")
     total, count = 0.0, 0
     for toks, n in padded_batches(tokens_NxT1, n_N, batch):
-        s, c = _eval_sums(params, jnp.asarray(toks), jnp.asarray(n), config)
+        s, c = _eval_sums(params, toks, n, config)  # host arrays: jnp.asarray would compile a copy per shape
         total += float(s)
         count += int(c)
     return total / count
@@ -231,7 +247,8 @@ def train(
     if opt_state is None:
         opt_state = init_opt_state(tc.optimizer, params)
     chunk = max(1, min(chunk or default_chunk(tc.batch_size, config), tc.steps))
-    tokens_dev, n_dev = jnp.asarray(tokens_NxT1), jnp.asarray(n_N)
+    # on the device once; device_put of a host array is a copy, where jnp.asarray compiles a program for it
+    tokens_dev, n_dev = jax.device_put(np.asarray(tokens_NxT1)), jax.device_put(np.asarray(n_N))
     if mesh is not None:  # data parallel: everything replicated, the batch split inside train_chunk
         params, opt_state, hparams, tokens_dev, n_dev = jax.device_put(
             (params, opt_state, hparams, tokens_dev, n_dev), NamedSharding(mesh, P())
@@ -248,8 +265,8 @@ def train(
                 hparams,
                 tokens_dev,
                 n_dev,
-                jnp.asarray(s, jnp.int32),
-                jnp.asarray(end, jnp.int32),
+                np.int32(s),
+                np.int32(end),
                 config=config,
                 optimizer=tc.optimizer,
                 batch_size=tc.batch_size,

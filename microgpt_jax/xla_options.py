@@ -29,14 +29,23 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
     tuned, plain = jax.jit(fn, compiler_options=options, **jit_kwargs), jax.jit(fn, **jit_kwargs)
     usable = [True]
 
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def run(method: Callable[[Callable], Any]) -> Any:
         if usable[0] and jax.default_backend() == "cpu":
             try:
-                return tuned(*args, **kwargs)
+                return method(tuned)
             except Exception as e:  # an older or newer jaxlib without the option: the default fusions
                 if not any(name in str(e) for name in options):
                     raise
                 usable[0] = False
-        return plain(*args, **kwargs)
+        return method(plain)
 
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return run(lambda f: f(*args, **kwargs))
+
+    def compile_ahead(*args: Any, **kwargs: Any) -> Any:
+        """Compile the program a call with arguments like these (arrays or jax.ShapeDtypeStruct) would run; the
+        call then finds it compiled."""
+        return run(lambda f: f.lower(*args, **kwargs).compile())
+
+    call.compile_ahead = compile_ahead
     return call

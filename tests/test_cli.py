@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from conftest import read_metrics
+from conftest import ROOT, read_metrics
 
 from microgpt_jax.cli import main
 from microgpt_jax.io import load_params
@@ -50,3 +53,23 @@ def test_init_from_run_params_is_checked(trained_run, tiny_corpus, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "differs from the init model's: n_embd 8 (init: 16)" in err
     assert not (tmp_path / "r2").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["--version"]])
+def test_help_and_version_do_not_import_jax(args: list[str]) -> None:
+    """``microgpt-jax --help`` answers in about Python's start-up time: neither JAX nor numpy is imported."""
+    code = f"""
+import runpy, sys
+sys.argv = ["microgpt-jax", *{args!r}]
+try:
+    runpy.run_module("microgpt_jax", run_name="__main__")
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+print(sorted(m for m in ("jax", "jaxlib", "numpy", "importlib.metadata") if m in sys.modules), file=sys.stderr)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = proc.stderr.strip().splitlines()[-1]
+    assert imported == ("['importlib.metadata']" if args == ["--version"] else "[]"), imported
+    assert "microgpt-jax" in proc.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -200,3 +201,87 @@ def test_read_only_directory_costs_one_line(tmp_path: Path) -> None:
         cache.chmod(0o700)
     assert res["values"] == VALUES
     assert err.count("\n") == 1 and "could not save a compiled program" in err
+
+
+# the program (python -m microgpt_jax) turns the cache on by default; the library never does
+TINY_TRAIN = ["--steps", "3", "--val-size", "5", "--n-embd", "8", "--n-head", "2", "--block-size", "8",
+              "--num-samples", "3"]  # fmt: skip
+
+
+def _program(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "JAX_LOG_COMPILES": "1", **env}
+    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE"):
+        full_env.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microgpt_jax", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _numbers(stdout: str) -> list[str]:
+    """What a run printed, less its timings."""
+    return [line for line in stdout.splitlines() if " s, compile included" not in line and "steps/s" not in line]
+
+
+def test_program_compiles_five_programs_hits_the_cache_off_writes_nothing(tiny_corpus: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    base = {"HOME": str(home), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    train = ["train", "--out", "run", "--data", str(tiny_corpus), *TINY_TRAIN]
+    cache = tmp_path / "cache"
+    (tmp_path / "a").mkdir()
+    first = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "a")
+    # the lean start-up path: one program each for init (its random bits made on the host), the optimizer state,
+    # training, evaluation and sampling, each compiled once (evaluation's and sampling's on a second thread while
+    # training's compiles); no eager op-by-op program (a conversion, a key, a draw) among them
+    programs = re.findall(r"Finished XLA compilation of jit\((\w+)\)", first.stderr)
+    assert sorted(programs) == ["_eval_sums", "_init_from_bits", "_init_opt_state", "_sample_scan", "train_chunk"]
+    compiled = len(programs)
+    assert "cache hit" not in first.stderr
+    entries = sorted(p.name for p in cache.glob("*-cache"))
+    assert len(entries) == compiled  # every program saved
+    (tmp_path / "b").mkdir()
+    second = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "b")
+    assert second.stderr.count("Persistent compilation cache hit") == compiled  # every program read back
+    assert sorted(p.name for p in cache.glob("*-cache")) == entries
+    assert _numbers(second.stdout) == _numbers(first.stdout)
+    (tmp_path / "c").mkdir()
+    off = _program(train, {**base, CACHE_ENV: "off"}, tmp_path / "c")
+    assert "cache hit" not in off.stderr and off.stderr.count("Finished XLA compilation") == compiled
+    assert _numbers(off.stdout) == _numbers(first.stdout)
+    assert not (tmp_path / "xdg").exists() and not home.exists()  # nothing written anywhere else
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "cache", "tiny.txt"]
+    for d in "abc":
+        assert (tmp_path / d / "run" / "params.safetensors").read_bytes() == (
+            tmp_path / "a" / "run" / "params.safetensors"
+        ).read_bytes()
+
+
+LIBRARY = """
+import json, sys
+import jax
+import microgpt_jax
+from microgpt_jax.cli import main
+before = {k: jax.config.values[k] for k in sys.argv[2:]}
+assert main(["train", "--out", sys.argv[1] + "/cli", *TRAIN]) == 0  # main(argv): the caller owns JAX's setup
+microgpt_jax.train_run(sys.argv[1] + "/lib", microgpt_jax.GPTConfig(n_embd=8, n_head=2, block_size=8),
+                       microgpt_jax.TrainConfig(steps=3), microgpt_jax.DataConfig(val_size=5), verbose=False)
+after = {k: jax.config.values[k] for k in sys.argv[2:]}
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_importing_and_calling_the_library_leave_the_cache_off(tiny_corpus: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "MICROGPT_JAX_DATA": str(tiny_corpus),
+           "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}  # fmt: skip
+    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE", CACHE_ENV):
+        env.pop(name, None)
+    code = LIBRARY.replace("*TRAIN", repr(TINY_TRAIN)[1:-1])
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), *JAX_KEYS], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["after"] == res["before"] and res["after"]["jax_compilation_cache_dir"] is None
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()

@@ -32,15 +32,31 @@ def test_package_exports_dispatch_on_the_model(model: str, names: list[str]) -> 
     assert microgpt_jax.forward(params, tokens[:, :-1], config).shape == (1, 4, 27)
 
 
-def test_init_is_one_key_per_matrix_in_state_dict_order() -> None:
-    """Initialising in one compiled program draws exactly what the per-matrix eager init drew."""
-    key = jax.random.key(42)
-    params = models.init_params(key, GPTConfig())
-    for k, (name, p) in zip(jax.random.split(key, len(params)), params.items(), strict=True):
-        np.testing.assert_array_equal(p, 0.08 * jax.random.normal(k, p.shape, p.dtype), err_msg=name)
-    early = models.init_params(key, GPTConfig(n_layer=2), std=0.02, zero_out=True)
+@pytest.mark.parametrize("seed, config, x64", [
+    (42, GPTConfig(), False),
+    (-1, GPTConfig(vocab_size=60, n_layer=2, n_embd=32, block_size=7), False),
+    (2**40 + 3, GPTConfig(model="mlp"), True),
+])  # fmt: skip
+def test_init_is_one_key_per_matrix_in_state_dict_order(seed: int, config: GPTConfig, x64: bool) -> None:
+    """Initialising in one compiled program (one draw for every matrix, the key made inside from a seed) draws
+    exactly what the per-matrix eager init drew, in either precision."""
+    with jax.enable_x64(x64):
+        key = jax.random.key(seed)
+        params = models.init_params(key, config)
+        for k, (name, p) in zip(jax.random.split(key, len(params)), params.items(), strict=True):
+            np.testing.assert_array_equal(p, 0.08 * jax.random.normal(k, p.shape, p.dtype), err_msg=name)
+        from_seed = models.init_params(seed, config)
+        assert list(from_seed) == list(params)
+        for name, p in params.items():
+            assert from_seed[name].dtype == (jnp.float64 if x64 else jnp.float32)
+            np.testing.assert_array_equal(from_seed[name], p, err_msg=name)
+
+
+def test_early_init_variant() -> None:
+    early = models.init_params(jax.random.key(42), GPTConfig(n_layer=2), std=0.02, zero_out=True)
     assert all(not np.any(early[f"layer{i}.{n}"]) for i in range(2) for n in ("attn_wo", "mlp_fc2"))
     assert np.std(np.asarray(early["wte"])) == pytest.approx(0.02, rel=0.2)
+    np.testing.assert_array_equal(early["wpe"], models.init_params(42, GPTConfig(n_layer=2), std=0.02)["wpe"])
 
 
 def test_package_names_are_the_functions_not_the_modules() -> None:

@@ -220,7 +220,8 @@ def test_a_full_disk_while_writing_metrics_is_one_line(tmp_path: Path, tiny_corp
         "runpy.run_module('microgpt_jax', run_name='__main__')"
     )  # past the limit a write fails with EFBIG, as it fails with ENOSPC on a full disk
     cmd = [sys.executable, "-c", child, "train", "--out", str(out), *flags(tiny_corpus, 2000)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MICROGPT_JAX_CACHE": "off"}  # the limit is for metrics.jsonl
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("error: cannot write") and "metrics.jsonl" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -66,5 +66,13 @@ def test_bench_quick_json() -> None:
         "sample_names_per_s",
         "peak_rss_mib",
     ]
+    # what the user waits for: whole processes of the default train, cold and warm, and --help
+    keys += ["startup_train_cold_s", "startup_train_warm_s", "startup_help_s", "startup_warm_over_cold"]
+    keys += ["startup_import_jax_s"]
+    if res["torch"] is not None:  # the PyTorch peer, timed in the same run, and our figures as ratios to it
+        keys += ["torch_b1_t1_eager", "torch_b1_t2_eager", "torch_b256_t1_eager", "vs_torch_b1", "vs_torch_b256"]
+    else:
+        assert "torch is not installed" in res["peer_note"]
     for key in keys:
         assert isinstance(res[key], float) and res[key] > 0, key
+    assert res["startup_runs"] == 1 and res["startup_cache_files"] >= 2

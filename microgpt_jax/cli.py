@@ -521,9 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run the subcommand, turn UserError into one line and exit status 2.
 
     Run as the program (``argv`` None: the console script, ``python -m microgpt_jax``) it also owns the
-    process's JAX setup: ``sweep``, and ``train --devices N``, first give the CPU backend a device per core
-    (or N), see ``devices.set_cpu_devices``. Called with an ``argv`` list (from Python, from tests) it leaves
-    that to the caller.
+    process's JAX setup: XLA's deterministic GPU ops (``xla_options.set_deterministic_gpu``); ``sweep``, and
+    ``train --devices N``, first give the CPU backend a device per core (or N, shared out over a job's
+    processes), see ``devices.set_cpu_devices``; ``train``/``sweep`` with ``--coordinator HOST:PORT
+    --num-processes N --process-id I`` (or ``--distributed``) join a multi-process job, and leave it at exit.
+    Called with an ``argv`` list (from Python, from tests) it leaves that to the caller.
     """
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command"}

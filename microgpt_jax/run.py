@@ -710,7 +710,8 @@ def _train_loop(
             log.bar = None
         result.params = params
         if guard.stopped_at is not None:
-            log(guard.stop_message())
+            job = " (every process, with the same job flags)" if distributed.count() > 1 else ""
+            log(guard.stop_message() + job)
             result.signal = guard.signum
             return result
         done = time.perf_counter()

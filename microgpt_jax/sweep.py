@@ -11,9 +11,10 @@ Members that differ only in their number of steps share the compiled program but
 (each pass has one ``end``): a per-member ``end`` would turn the scan's per-step ``lax.cond`` into a
 select that runs every step of every member, which measured ~1.8x slower per member-step on CPU.
 
-Multi-host: call ``jax.distributed.initialize()`` before ``run_sweep``; the mesh spans ``jax.devices()``
-(every process's devices), inputs are built with ``jax.make_array_from_callback`` and results gathered with
-``multihost_utils.process_allgather``; only process 0 writes files.
+Multi-process: ``microgpt-jax sweep --coordinator HOST:PORT --num-processes N --process-id I`` on every process
+(or ``distributed.initialize`` before ``run_sweep``); the mesh spans ``jax.devices()`` (every process's
+devices; a ``--devices`` that leaves a process out is refused), inputs are built with
+``distributed.put`` and results gathered with ``distributed.to_host``; only process 0 writes files and prints.
 """
 
 from __future__ import annotations

@@ -73,6 +73,10 @@ def set_deterministic_gpu() -> bool:
 
 
 def _backends_started() -> bool:
+    import sys
+
+    if "jax" not in sys.modules:  # nothing started yet (and the check imports nothing)
+        return False
     try:
         from jax._src import xla_bridge
 

@@ -131,8 +131,8 @@ def job_device_count(requested: int | None, split: int, *, what: str = "batch", 
     covering = next(k for k in range(n, total + 1) if spans_processes(k))
     raise UserError(
         f"--devices {requested} leaves {processes - len({d.process_index for d in jax.devices()[:n]})} of the "
-        f"{processes} processes without a device (the job has {total}): use --devices {covering} or more, or "
-        "run fewer processes"
+        f"{processes} processes without a device (the job has {total}; every process must take part): pick "
+        f"--devices {covering}..{total}, or leave --devices out"
     )
 
 

@@ -18,9 +18,8 @@ runs the same call: only process 0 writes the run directory and prints, the othe
 resume's config and checkpoint, read by process 0, are handed to them), and an error, a NaN or a signal on
 any process ends every process at the same step (they agree once per chunk). Run directories and files
 written before the word tokenizer (config.json version 2, the vocabulary a string of characters) still load
-and resume. Every
-check that can fail (corpus, configs, devices, the init file, the directory's state) runs before the first
-file is written. The command line is a thin layer over these.
+and resume. Every check that can fail (corpus, configs, devices, the init file, the directory's state) runs
+before the first file is written. The command line is a thin layer over these.
 """
 
 from __future__ import annotations

@@ -268,6 +268,7 @@ class RunGuard:
         self.last_ckpt: int | None = start_step if start_step else None
         self.signum: int | None = None
         self.stopped_at: int | None = None
+        self.lead = True  # the process that writes (False: the other processes of a multi-process job)
 
     def boundaries(self) -> tuple[int, ...]:
         """The steps at which a chunk must end for a checkpoint."""
@@ -300,9 +301,12 @@ class RunGuard:
         )
 
     def write(self, step: int, params: Any, opt_state: Any) -> None:
-        """Write the checkpoint of ``step``."""
+        """Write the checkpoint of ``step`` (only the lead process writes; the others note the step)."""
         import jax
 
+        if not self.lead:
+            self.last_ckpt = step
+            return
         info = {
             "steps": self.tc.steps,
             "data_position": {"step": step, "next_doc": step * self.tc.batch_size},  # docs[next_doc % n] next
@@ -310,13 +314,19 @@ class RunGuard:
             "prng_key": np.asarray(jax.random.key_data(jax.random.key(self.tc.seed))).tolist(),
             **self.extra_info(),
         }
-        save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.tokenizer, info)
+        if self.lead:
+            save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.tokenizer, info)
         self.last_ckpt = step
+
+    def will_write(self, report: Any) -> bool:
+        """Whether ``after_chunk(report)`` writes a checkpoint."""
+        due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
+        return (due or self.signum is not None) and self.last_ckpt != report.end
 
     def after_chunk(self, report: Any) -> bool:
         """Checkpoint if due (every ``ckpt_every`` steps, or a signal came); True means stop here."""
         due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
-        if self.signum is not None and self.stopped_at is None:
+        if self.signum is not None and self.stopped_at is None and self.lead:
             print(f"{signal.Signals(self.signum).name}: writing a checkpoint at step {report.end}", flush=True)
         if (due or self.signum is not None) and self.last_ckpt != report.end:
             self.write(report.end, report.params, report.opt_state)

@@ -205,6 +205,24 @@ def _add_step(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--step", type=_step, default=argparse.SUPPRESS, metavar="N", help=text)
 
 
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    """The flags that make this process one of a multi-process job (``distributed.initialize``)."""
+    g = p.add_argument_group("multi-process job (every process runs the same command; process 0 writes and prints)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                   help="process 0's address, the same on every process")  # fmt: skip
+    g.add_argument("--num-processes", type=_POSITIVE_INT, metavar="N", default=argparse.SUPPRESS,
+                   help="how many processes the job has")  # fmt: skip
+    g.add_argument("--process-id", type=_number(int, 0, inclusive=True), metavar="I", default=argparse.SUPPRESS,
+                   help="this process's index, 0..N-1 (0 writes the files)")  # fmt: skip
+    g.add_argument("--distributed", action="store_true", default=argparse.SUPPRESS,
+                   help="join the job the environment describes (SLURM, TPU pods, Open MPI, "
+                   "$JAX_COORDINATOR_ADDRESS): jax.distributed.initialize() with no arguments; "
+                   f"also ${ENV_DISTRIBUTED}=1")  # fmt: skip
+
+
+CLUSTER_FLAGS = ("coordinator", "num_processes", "process_id", "distributed")
+ENV_DISTRIBUTED = "MICROGPT_JAX_DISTRIBUTED"
+
 STEPS_HELP = ", ".join(f"{n} {title}" for n, title in GUIDE_TITLES.items())
 
 
@@ -251,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fields(t, RunConfig, RUN_FLAGS)
     _add_fields(t, SampleConfig, SAMPLE_FLAGS)
+    _add_cluster(t)
 
     s = sub.add_parser("sample", help="sample documents from a trained run or a parameter file")
     src = s.add_mutually_exclusive_group(required=True)
@@ -291,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--chunk", type=_POSITIVE_INT, default=100, help="steps per compiled call (default: 100)")
     w.add_argument("--save-params", action="store_true", help="write members/<id>/params.safetensors")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cluster(w)
     return parser
 
 
@@ -345,18 +365,37 @@ def train_configs(
     return model, train, data_config(given), RunConfig(**_pick(given, RUN_FLAGS)), sample
 
 
-def _own_process_setup(given: dict[str, Any], own_process: bool, command: str) -> None:
+def _own_process_setup(given: dict[str, Any], own_process: bool, command: str) -> bool:
     """Process-wide JAX settings, only when running as the program, before JAX starts: the persistent
     compilation cache (``compile_cache``: a second run with the same shapes skips XLA's compiles;
-    ``MICROGPT_JAX_CACHE=off`` opts out) and a device per core for sweep (and for train --devices N)."""
+    ``MICROGPT_JAX_CACHE=off`` opts out), XLA's deterministic GPU ops (``xla_options.deterministic_gpu_flags``),
+    a device per core for sweep (and for train --devices N), and
+    joining a multi-process job (``--coordinator``/``--num-processes``/``--process-id``, or ``--distributed``).
+    Returns whether it joined one. (Called from Python, ``main(argv)`` leaves all of this to the caller.)"""
     if not own_process:
-        return
+        if any(k in given for k in CLUSTER_FLAGS):
+            raise UserError("--coordinator/--distributed join a job only when run as the program: call "
+                            "microgpt_jax.distributed.initialize(...) first from Python")  # fmt: skip
+        return False
+    import os
+
+    from microgpt_jax import distributed
     from microgpt_jax.compile_cache import enable_compile_cache
     from microgpt_jax.devices import set_cpu_devices
+    from microgpt_jax.xla_options import set_deterministic_gpu
 
     enable_compile_cache()
-    if command == "sweep" or given.get("devices"):
-        set_cpu_devices(given.get("devices"))  # a no-op for GPU/TPU devices
+    set_deterministic_gpu()
+    processes = given.get("num_processes", 1)
+    wanted = given.get("devices")
+    if wanted and processes > 1:  # --devices counts the job's devices: each process's CPU gets its share
+        wanted = -(-wanted // processes)  # (too few to reach every process: refused once JAX is up)
+    if command == "sweep" or wanted:
+        set_cpu_devices(wanted)  # a no-op for GPU/TPU devices
+    auto = bool(given.get("distributed")) or os.environ.get(ENV_DISTRIBUTED, "") not in ("", "0")
+    return distributed.initialize(
+        given.get("coordinator"), given.get("num_processes"), given.get("process_id"), auto=auto
+    )
 
 
 def cmd_train(given: dict[str, Any]) -> int:
@@ -386,7 +425,7 @@ def _resume(given: dict[str, Any]) -> int:
 
     from microgpt_jax import run
 
-    spec = run.RunSpec.read(given["resume"])
+    spec = run.read_spec(given["resume"])  # process 0's, in a multi-process job
     saved = {**spec.model.to_dict(), **spec.train.to_dict(), **spec.data.to_dict(), **spec.run.to_dict()}
     saved.update(
         {k: getattr(spec.sample, k) for k in SAMPLE_FLAGS},
@@ -499,12 +538,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Run as the program (``argv`` None: the console script, ``python -m microgpt_jax``) it also owns the
     process's JAX setup: it turns on the persistent compilation cache (``compile_cache.enable_compile_cache``;
-    ``MICROGPT_JAX_CACHE`` picks the directory or ``off``), and ``sweep``, and ``train --devices N``, first give
-    the CPU backend a device per core (or N), see ``devices.set_cpu_devices``. Called with an ``argv`` list
-    (from Python, from tests) it leaves all of that to the caller.
+    ``MICROGPT_JAX_CACHE`` picks the directory or ``off``) and XLA's deterministic GPU ops
+    (``xla_options.set_deterministic_gpu``); ``sweep``, and ``train --devices N``, first give the CPU backend a
+    device per core (or N, shared out over a job's processes), see ``devices.set_cpu_devices``;
+    ``train``/``sweep`` with ``--coordinator HOST:PORT --num-processes N --process-id I`` (or ``--distributed``)
+    join a multi-process job, and leave it at exit. Called with an ``argv`` list (from Python, from tests) it
+    leaves all of that to the caller.
     """
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command"}
+    joined = False
     if argv is None and hasattr(sys.stdout, "reconfigure"):  # a terminal that cannot show a character gets \x..
         sys.stdout.reconfigure(errors="backslashreplace")
     # as the program, every warning of the process is one line (threads that compile ahead included, to the end);
@@ -512,15 +555,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.nullcontext() if argv is None else warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
-            _own_process_setup(given, argv is None, args.command)
-            return COMMANDS[args.command](given)
+            joined = _own_process_setup(given, argv is None, args.command)
+            command = {k: v for k, v in given.items() if k not in CLUSTER_FLAGS}
+            status = COMMANDS[args.command](command)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            status = 2
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C): nothing half-written is left; a run stopped in training can be resumed "
                   "if it wrote a checkpoint", file=sys.stderr)  # fmt: skip
-            return 130
+            status = 130
+    if joined:
+        _leave_job(status)
+    return status
+
+
+def _leave_job(status: int) -> None:
+    """Leave a multi-process job. Every process gets here at the same point (errors, NaN stops and signals are
+    agreed on by all of them), so the runtime's shutdown barrier passes at once; it waits at most
+    ``distributed``'s shutdown timeout for a peer that is gone."""
+    from microgpt_jax import distributed
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    distributed.shutdown()
 
 
 def _one_line_warning(

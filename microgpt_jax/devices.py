@@ -7,6 +7,9 @@
 - ``device_count``: how many devices a job of ``split`` equal pieces runs on, the same rule for training
   (a batch split over a ``data`` axis), sampling (rows over ``samples``) and sweeps (members over
   ``members``, padded to fill every device);
+- ``job_device_count``: ``device_count`` for a job whose mesh must reach every process of a multi-process
+  job (training, sweeps): a choice that leaves a process without a device is refused up front, the same line
+  on every process;
 - ``make_mesh``: the 1-D mesh of the first N devices along one named axis.
 """
 
@@ -101,6 +104,36 @@ def device_count(requested: int | None, split: int, *, what: str = "batch", flag
             f"(or another --devices)"
         )
     return requested
+
+
+def spans_processes(n: int) -> bool:
+    """Whether the first ``n`` of ``jax.devices()`` include a device of every process of the job."""
+    import jax
+
+    return len({d.process_index for d in jax.devices()[:n]}) == jax.process_count()
+
+
+def job_device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "--batch-size") -> int:
+    """``device_count`` for work every process of a multi-process job takes part in (each process runs the same
+    program on its share of one mesh): a count that leaves a process without a device is a UserError, the same
+    on every process, before anything is written. Alone it is ``device_count``."""
+    import jax
+
+    n = device_count(requested, split, what=what, flag=flag)
+    processes, total = jax.process_count(), len(jax.devices())
+    if processes == 1 or spans_processes(n):
+        return n
+    if requested is None:  # the batch does not split over every device, and one device leaves the others out
+        raise UserError(
+            f"{flag} {split} does not split over the {total} devices of this {processes}-process job (a "
+            f"multi-process job trains data parallel over every device): use a multiple of {total}"
+        )
+    covering = next(k for k in range(n, total + 1) if spans_processes(k))
+    raise UserError(
+        f"--devices {requested} leaves {processes - len({d.process_index for d in jax.devices()[:n]})} of the "
+        f"{processes} processes without a device (the job has {total}; every process must take part): pick "
+        f"--devices {covering}..{total}, or leave --devices out"
+    )
 
 
 def make_mesh(axis: str, n: int) -> Any:

@@ -13,10 +13,13 @@ A run directory holds:
 
 ``train_run`` trains (or counts) a fresh run, or fine-tunes a trained model (``init``: a run directory or
 a parameter file, whose architecture and tokenizer the run keeps), ``resume_run`` continues an interrupted
-one bit for bit, ``load_run`` reads a finished one back. Run directories and files written before the word
-tokenizer (config.json version 2, the vocabulary a string of characters) still load and resume. Every
-check that can fail (corpus, configs, devices, the init file, the directory's state) runs before the first
-file is written. The command line is a thin layer over these.
+one bit for bit, ``load_run`` reads a finished one back. In a multi-process job (``distributed``) every process
+runs the same call: only process 0 writes the run directory and prints, the others compute beside it (a
+resume's config and checkpoint, read by process 0, are handed to them), and an error, a NaN or a signal on
+any process ends every process at the same step (they agree once per chunk). Run directories and files
+written before the word tokenizer (config.json version 2, the vocabulary a string of characters) still load
+and resume. Every check that can fail (corpus, configs, devices, the init file, the directory's state) runs
+before the first file is written. The command line is a thin layer over these.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from microgpt_jax import checkpoint, devices, models, rundir, threefry
+from microgpt_jax import checkpoint, devices, distributed, models, rundir, threefry
 from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.data import Corpus, load_corpus, sha256_file
 from microgpt_jax.errors import UserError
@@ -118,11 +121,24 @@ class RunSpec:
     def read(cls, run_dir: str | os.PathLike) -> RunSpec:
         """The spec in ``run_dir/config.json`` (this version's or version 2's, whose vocabulary is a string of
         characters); anything missing or malformed is a one-line UserError."""
+        return cls.parse(cls.config_text(run_dir), Path(run_dir) / CONFIG_FILE)
+
+    @staticmethod
+    def config_text(run_dir: str | os.PathLike) -> str:
+        """``run_dir/config.json``'s text; a UserError when there is none to read."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():
             raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the --out of a train run")
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            return path.read_text(encoding="utf-8")
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} is not a run config this version reads ({e}): train the run again") from None
+
+    @classmethod
+    def parse(cls, text: str, path: Path) -> RunSpec:
+        """The spec in config.json's ``text`` (read from ``path``, named in errors)."""
+        try:
+            doc = json.loads(text)
             if not isinstance(doc, dict) or doc.get("version") not in READS:
                 raise ValueError(f"version {doc.get('version') if isinstance(doc, dict) else None}, not {VERSION}")
             data = dict(doc["data"])
@@ -296,11 +312,16 @@ def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, lo
     samples unless a signal came meanwhile."""
     out, spec = rd.path, result.spec
     params = {k: np.asarray(v) for k, v in result.params.items()}
-    save_params(out / PARAMS_FILE, params, result.config, spec.tokenizer, run_id=spec.digest())
-    rd.commit()
+
+    def save() -> None:
+        save_params(out / PARAMS_FILE, params, result.config, spec.tokenizer, run_id=spec.digest())
+        rd.commit()
+
+    _on_lead(save)
     result.out = rd.target
-    if guard.signum is None:
-        result.samples = _sample_names(result.params, result.config, result.tokenizer, spec.sample, spec.train.seed)
+    if guard.signum is None:  # from the host copies: the same on every process, on any device layout
+        sample_params = params if distributed.count() > 1 else result.params
+        result.samples = _sample_names(sample_params, result.config, result.tokenizer, spec.sample, spec.train.seed)
         what = "names" if result.tokenizer.kind == "char" else "sentences"
         log(f"--- inference (new, hallucinated {what}, {_sampling(spec.sample)}) ---")
         for i, name in enumerate(result.samples):
@@ -312,6 +333,39 @@ def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, lo
     else:
         log(f"wrote the run to {rd.target}/ ({CONFIG_FILE}, {METRICS_FILE}, {PARAMS_FILE})")
     return result
+
+
+def _on_lead(fn: Any) -> Any:
+    """``fn()`` on process 0 only (what writes the run directory); its UserError is raised on every process, so
+    none goes on alone to wait in the next collective. Alone: ``fn()``."""
+    if distributed.count() == 1:
+        return fn()
+    error, value = None, None
+    if distributed.lead():
+        try:
+            value = fn()
+        except distributed.AgreedError:
+            raise
+        except UserError as e:
+            error = e
+    distributed.check_together(error)
+    return value
+
+
+def _together(fn: Any) -> Any:
+    """``fn()`` on every process (checks that can fail on one host alone: a missing file, a process left
+    without a device); the first process's UserError is raised on all of them. Alone: ``fn()``."""
+    if distributed.count() == 1:
+        return fn()
+    error, value = None, None
+    try:
+        value = fn()
+    except distributed.AgreedError:  # every process raises it already
+        raise
+    except UserError as e:
+        error = e
+    distributed.check_together(error)
+    return value
 
 
 def _header(corpus: Corpus, n_params: int, log: _Log, extra: str = "") -> None:
@@ -342,7 +396,7 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: checkpoi
         how = f"counted, add-{tc.smoothing:g} smoothed"
     params = bigram_params(counts, tc.smoothing, dtype)
     _header(corpus, models.num_params(params), log, f" ({how})")
-    atomic_write_text(rd.path / CONFIG_FILE, spec.to_json())
+    _on_lead(lambda: atomic_write_text(rd.path / CONFIG_FILE, spec.to_json()))
     if tc.count == "online":
         lines = [{"step": s, "loss": float(x)} for s, x in enumerate(losses)]
         recent = losses[-LOSS_WINDOW:]
@@ -356,7 +410,7 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: checkpoi
         val = evaluate(params, val_tokens, val_n, config)
         lines.append({"step": tc.steps if tc.count == "online" else 0, "val_loss": val})
         log(f"val_loss: {val:.4f}")
-    atomic_write_text(rd.path / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
+    _on_lead(lambda: atomic_write_text(rd.path / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines)))
     result = RunResult(rd.target, params, config, corpus.tokenizer, spec, losses, val)
     return _finish(result, rd, guard, log)
 
@@ -397,14 +451,35 @@ def train_run(
     empty; a directory holding a run is replaced only with ``overwrite`` (and only once the new run is
     complete), and one holding anything else never (see ``rundir``).
     """
-    log = _Log(verbose)
+    log = _Log(verbose and distributed.lead())
     if not str(out).strip():  # Path("") is the current directory
         raise UserError("--out is empty: name a run directory, e.g. --out runs/microgpt")
     if step is not None and (isinstance(step, bool) or step not in GUIDE_STEPS):
         raise UserError(f"unknown step {step!r}: the guide's steps are {', '.join(map(str, GUIDE_STEPS))}")
-    refusal = rundir._refusal(Path(out), rundir.state(Path(out)), overwrite)
-    if refusal is not None:  # before the corpus is read: the cheapest check first
-        raise refusal
+    # before the corpus is read: the cheapest check first (the directory is process 0's)
+    _on_lead(lambda: _raise(rundir._refusal(Path(out), rundir.state(Path(out)), overwrite)))
+    return _together(lambda: _prepare_and_train(out, model, train, data, run, sample, init, step, overwrite, log))
+
+
+def _raise(error: UserError | None) -> None:
+    if error is not None:
+        raise error
+
+
+def _prepare_and_train(
+    out: str | os.PathLike,
+    model: GPTConfig | None,
+    train: TrainConfig,
+    data: DataConfig,
+    run: RunConfig,
+    sample: SampleConfig,
+    init: str | os.PathLike | None,
+    step: int | None,
+    overwrite: bool,
+    log: _Log,
+) -> RunResult:
+    """``train_run`` after its first checks: every check that reads the inputs, then the run (each process
+    reads its own copy of the corpus and the init; only process 0 creates the directory)."""
     if init is not None and model is not None and models.get(model).counted:
         raise UserError(f"--model {model.model} is built by counting: drop --init")
     start = None if init is None else _read_init(init)
@@ -422,26 +497,51 @@ def train_run(
         if not counted:
             if train.grad == "analytic":
                 models.analytic_gradient(config)  # a model without one: a UserError, before any file
-            n_dev = devices.device_count(run.devices, train.batch_size)
+            n_dev = devices.job_device_count(run.devices, train.batch_size)
             _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
             params = _initial_params(spec, start)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower --val-size")
         guard = _guard(Path(out), spec, 0)
         with guard.signals():  # from here on a signal ends in a resumable state or a complete run
-            rd = rundir.create(out, overwrite)  # after every check: a bad input leaves no directory
+            # after every check: a bad input leaves no directory; every process waits for process 0's verdict
+            rd = _open_run_dir(lambda: rundir.create(out, overwrite), Path(out))
             try:
                 if counted:
                     return _count_run(rd, spec, corpus, guard, log)
-                atomic_write_text(rd.path / CONFIG_FILE, spec.to_json())
+                _on_lead(lambda: atomic_write_text(rd.path / CONFIG_FILE, spec.to_json()))
                 if start is not None:
                     log(f"fine-tuning from {start.source.path}")
                 return _train_loop(rd, spec, corpus, params, None, 0, n_dev, guard, log)
             except BaseException:
-                rd.abandon()
+                if distributed.lead():
+                    rd.abandon()
                 raise
             finally:
                 rd.close()
+
+
+def _agree_on_chunk(error: UserError | None, guard: checkpoint.RunGuard) -> None:
+    """Once per chunk, every process of a job shares its news: an error on any process (this one's ``error``)
+    is raised on all of them, and a signal any process received stops all of them at this chunk's end (the
+    guard takes it as its own). Alone: ``error`` is raised, if any."""
+    if distributed.count() == 1:
+        if error is not None:
+            raise error
+        return
+    agreed = distributed.agree(None if error is None else str(error), guard.signum)
+    failure = agreed.first_error()
+    if failure is not None:
+        raise failure
+    if guard.signum is None and agreed.signum is not None:
+        guard.signum = agreed.signum  # a peer's signal: stop here too, as if it came to this process
+
+
+def _open_run_dir(open_it: Any, out: Path) -> rundir.RunDir:
+    """The run directory, opened by process 0 (``open_it()``); the other processes get a stand-in that
+    writes nothing. Every process learns whether process 0 could open it."""
+    rd = _on_lead(open_it)
+    return rd if rd is not None else rundir.RunDir(out, out, [])
 
 
 def resume_run(
@@ -454,9 +554,24 @@ def resume_run(
     """Continue the interrupted run in ``run_dir`` from its checkpoint: the result is bit-identical to the
     uninterrupted run. ``run`` may change ``ckpt_every`` only (the rest would change what is written);
     ``sample`` may change the samples printed at the end."""
-    log = _Log(verbose)
+    log = _Log(verbose and distributed.lead())
     out = Path(run_dir)
-    spec = RunSpec.read(out)
+    spec = read_spec(out)
+    return _together(lambda: _resume(out, spec, run, sample, log))
+
+
+def read_spec(run_dir: str | os.PathLike) -> RunSpec:
+    """``RunSpec.read(run_dir)``; in a multi-process job process 0 reads config.json (the run directory is on
+    its disk) and hands the text to the others, and every process gets the same spec or the same error."""
+    if distributed.count() == 1:
+        return RunSpec.read(run_dir)
+    text = _on_lead(lambda: RunSpec.config_text(run_dir))
+    text = distributed.broadcast_bytes(None if text is None else text.encode()).decode()
+    return RunSpec.parse(text, Path(run_dir) / CONFIG_FILE)
+
+
+def _resume(out: Path, spec: RunSpec, run: RunConfig | None, sample: SampleConfig | None, log: _Log) -> RunResult:
+    """``resume_run`` once the spec is read: checks, then the run from its checkpoint."""
     if run is not None:
         for name in ("eval_every", "devices"):
             if getattr(run, name) != getattr(spec.run, name):
@@ -468,8 +583,7 @@ def resume_run(
         spec = dataclasses.replace(spec, run=run)
     if sample is not None:
         spec = dataclasses.replace(spec, sample=sample)
-    if checkpoint.read_manifest(out) is None:
-        raise UserError(f"{out} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
+    _on_lead(lambda: _need_checkpoint(out))
     # a fine-tuned run keeps its init model's tokenizer; a fresh one rebuilds it from the (unchanged) corpus
     corpus = load_corpus(spec.data, spec.tokenizer if spec.init is not None else None)
     if sha256_file(corpus.path) != spec.data_sha256:
@@ -479,21 +593,58 @@ def resume_run(
             f"the corpus's vocabulary differs from the run's {spec.tokenizer.kind} vocabulary: restore the data file"
         )
     with devices.precision(spec.train.x64):
-        n_dev = devices.device_count(spec.run.devices, spec.train.batch_size)
-        rd = rundir.open_existing(out)
+        n_dev = devices.job_device_count(spec.run.devices, spec.train.batch_size)
+        rd = _open_run_dir(lambda: rundir.open_existing(out), out)
         try:
-            ckpt = checkpoint.resume_state(out, spec.model, spec.train, spec.tokenizer, spec.data_sha256, spec.digest())
-            if "metrics" in ckpt.manifest:  # metrics.jsonl back to the checkpoint, checked unchanged up to there
-                rundir.restore_metrics(out / METRICS_FILE, ckpt.manifest["metrics"])
-            else:  # a checkpoint from before the manifest recorded metrics.jsonl
-                checkpoint.truncate_metrics(out, ckpt.step, spec.train.steps)
-            atomic_write_text(out / CONFIG_FILE, spec.to_json())  # the changed ckpt_every / samples
-            log(f"resuming {out} at step {ckpt.step} of {spec.train.steps}")
-            guard = _guard(out, spec, ckpt.step)
+
+            def load() -> checkpoint.Checkpoint:
+                ckpt = checkpoint.resume_state(
+                    out, spec.model, spec.train, spec.tokenizer, spec.data_sha256, spec.digest()
+                )
+                if "metrics" in ckpt.manifest:  # metrics.jsonl back to the checkpoint, checked unchanged to there
+                    rundir.restore_metrics(out / METRICS_FILE, ckpt.manifest["metrics"])
+                else:  # a checkpoint from before the manifest recorded metrics.jsonl
+                    checkpoint.truncate_metrics(out, ckpt.step, spec.train.steps)
+                atomic_write_text(out / CONFIG_FILE, spec.to_json())  # the changed ckpt_every / samples
+                return ckpt
+
+            step, params, opt_state = _share_checkpoint(_on_lead(load), spec)
+            log(f"resuming {out} at step {step} of {spec.train.steps}")
+            guard = _guard(out, spec, step)
             with guard.signals():
-                return _train_loop(rd, spec, corpus, ckpt.params, ckpt.opt_state, ckpt.step, n_dev, guard, log)
+                return _train_loop(rd, spec, corpus, params, opt_state, step, n_dev, guard, log)
         finally:
             rd.close()
+
+
+def _need_checkpoint(out: Path) -> None:
+    if checkpoint.read_manifest(out) is None:
+        raise UserError(f"{out} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
+
+
+def _share_checkpoint(ckpt: checkpoint.Checkpoint | None, spec: RunSpec) -> tuple[int, dict[str, Any], Any]:
+    """(step, params, optimizer state) of process 0's checkpoint on every process: its bytes are broadcast
+    (exact, where a broadcast of floats would turn -0.0 into 0.0). Alone: the checkpoint's own."""
+    if distributed.count() == 1:
+        assert ckpt is not None
+        return ckpt.step, ckpt.params, ckpt.opt_state
+    import jax.numpy as jnp
+    from safetensors.numpy import load
+
+    from microgpt_jax.io import safetensors_bytes
+    from microgpt_jax.train import init_opt_state
+
+    blob = None
+    if ckpt is not None:
+        arrays = {"step": np.asarray([ckpt.step], np.int64)}
+        arrays.update({f"params/{k}": np.asarray(v) for k, v in ckpt.params.items()})
+        arrays.update({f"opt_state/{k}": v for k, v in checkpoint.opt_state_arrays(ckpt.opt_state).items()})
+        blob = safetensors_bytes(arrays)
+    arrays = load(distributed.broadcast_bytes(blob))
+    params = {k.split("/", 1)[1]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")}
+    opt = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("opt_state/")}
+    template = init_opt_state(spec.train.optimizer, params)
+    return int(arrays["step"][0]), params, checkpoint.opt_state_from_arrays(opt, template, "the checkpoint")
 
 
 def _train_loop(
@@ -517,8 +668,9 @@ def _train_loop(
     config, tc, rc = spec.model, spec.train, spec.run
     _header(corpus, models.num_params(params), log)
     train_tokens, train_n, val_tokens, val_n = corpus.encoded(config.block_size)
-    metrics = rundir.Metrics(rd.path / METRICS_FILE, append=start > 0)
+    metrics = rundir.Metrics(rd.path / METRICS_FILE, append=start > 0, enabled=distributed.lead())
     guard.run_dir = rd.path
+    guard.lead = distributed.lead()
     guard.extra_info = lambda: {"config_sha256": spec.digest(), "metrics": metrics.sync()}
     mesh = devices.make_mesh(devices.DATA_AXIS, n_dev) if n_dev > 1 else None
     ahead = _CompileAhead(params, config, len(val_n), spec.sample) if mesh is None else None
@@ -545,9 +697,14 @@ def _train_loop(
             log(f"step {report.end:4d} / {tc.steps:4d} | val_loss {val:.4f}")
         if bad_step is not None:
             lines.append({"step": bad_step, "diverged": True})  # what sample --run reports of this directory
-        metrics.write(lines)
-        if bad_step is not None:
-            raise guard.fail(bad_step, report.losses[bad_step - report.start])
+        error = None
+        try:
+            metrics.write(lines)  # process 0's file: a full disk there is everyone's stop
+        except UserError as e:
+            error = e
+        if error is None and bad_step is not None:
+            error = guard.fail(bad_step, report.losses[bad_step - report.start])
+        _agree_on_chunk(error, guard)
         recent.extend(float(x) for x in losses)
         del recent[:-LOSS_WINDOW]
         now = time.perf_counter()
@@ -557,7 +714,11 @@ def _train_loop(
             log(f"step {report.end:4d} / {tc.steps:4d} | loss {np.mean(recent):.4f} | {took}")
         bar.update(report.end - report.start)
         bar.set_postfix_str(f"loss {np.mean(recent):.4f} (mean of last {len(recent)})", refresh=False)
-        return guard.after_chunk(report)  # checkpoint if due or signalled; True stops after a signal
+        if guard.will_write(report):  # process 0 writes the checkpoint; its failure stops every process
+            stop = _on_lead(lambda: guard.after_chunk(report))
+            if distributed.lead():
+                return bool(stop)
+        return guard.after_chunk(report)  # True stops after a signal
 
     boundaries = tuple(range(rc.eval_every, tc.steps, rc.eval_every)) if rc.eval_every else ()
     result = RunResult(rd.target, params, config, corpus.tokenizer, spec, np.zeros(0))
@@ -572,7 +733,8 @@ def _train_loop(
             log.bar = None
         result.params = params
         if guard.stopped_at is not None:
-            log(guard.stop_message())
+            job = " (every process, with the same job flags)" if distributed.count() > 1 else ""
+            log(guard.stop_message() + job)
             result.signal = guard.signum
             return result
         done = time.perf_counter()

@@ -223,8 +223,11 @@ class Metrics:
     """metrics.jsonl, appended a chunk at a time; ``sync`` makes it durable and returns its length and digest
     (a checkpoint records both, so a resume can tell whether the file was cut or changed since)."""
 
-    def __init__(self, path: Path, append: bool) -> None:
+    def __init__(self, path: Path, append: bool, enabled: bool = True) -> None:
         self.path = path
+        self.file: Any = None
+        if not enabled:  # a process of a multi-process job other than 0: writes nothing, syncs nothing
+            return
         try:
             self.file = open(path, "ab" if append else "wb")
         except OSError as e:
@@ -232,6 +235,8 @@ class Metrics:
 
     def write(self, lines: list[dict[str, Any]]) -> None:
         """Append JSON lines; a full disk is one clear error."""
+        if self.file is None:
+            return
         try:
             self.file.write("".join(json.dumps(x) + "\n" for x in lines).encode())
             self.file.flush()
@@ -240,6 +245,8 @@ class Metrics:
 
     def sync(self) -> dict[str, Any]:
         """fsync and describe the file as it is now: ``{"bytes": n, "sha256": h}``."""
+        if self.file is None:
+            return {}
         try:
             os.fsync(self.file.fileno())
         except OSError as e:
@@ -247,7 +254,8 @@ class Metrics:
         return describe(self.path)
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def describe(path: Path, size: int | None = None) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from microgpt_jax import threefry
+from microgpt_jax import distributed, threefry
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh
+from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh, spans_processes
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import check_params
 from microgpt_jax.models import forward_step, init_cache
@@ -173,6 +173,8 @@ def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
     """The mesh to spread ``num_samples`` samples over (``devices.device_count``'s rule: every device when they
     split evenly, else one; or the ``devices`` asked for), or None for one device."""
     n = device_count(devices, num_samples, flag="--num-samples")
+    if n > 1 and not spans_processes(n):  # a multi-process job: every process samples alone, on its own device
+        return None
     return make_mesh(SAMPLE_AXIS, n) if n > 1 else None
 
 
@@ -204,9 +206,16 @@ def sample_tokens(
     if not isinstance(temperature, jax.Array):
         temperature = np.asarray(min(float(temperature), float(np.finfo(dtype).max)), dtype)
     mesh = sample_mesh(num_samples, devices)
-    if mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
+    if mesh is not None and jax.process_count() > 1:  # every process holds the same host values: its shards
+        rep = NamedSharding(mesh, P())
+        params = {k: distributed.put(np.asarray(v), rep) for k, v in params.items()}
+        temperature = distributed.put(np.asarray(temperature), rep)
+        u_SxN = distributed.put(np.asarray(u_SxN), NamedSharding(mesh, P(None, SAMPLE_AXIS)))
+    elif mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
         params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
         u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
+    elif jax.process_count() > 1:  # this process's own device: host copies of arrays that may span processes
+        params = {k: np.asarray(v) for k, v in params.items()}
     return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
 
 
@@ -264,7 +273,7 @@ def sample(
         chunk_key = key if i == 0 else jax.random.fold_in(key, i)  # the first chunk is what one call would draw
         tokens = sample_tokens(params, chunk_key, temperature, config=config, num_samples=rows, top_k=top_k,
                                top_p=top_p)  # fmt: skip
-        names += decode_samples(np.asarray(tokens), tokenizer)
+        names += decode_samples(distributed.to_host(tokens), tokenizer)
     return names
 
 

@@ -11,9 +11,10 @@ Members that differ only in their number of steps share the compiled program but
 (each pass has one ``end``): a per-member ``end`` would turn the scan's per-step ``lax.cond`` into a
 select that runs every step of every member, which measured ~1.8x slower per member-step on CPU.
 
-Multi-host: call ``jax.distributed.initialize()`` before ``run_sweep``; the mesh spans ``jax.devices()``
-(every process's devices), inputs are built with ``jax.make_array_from_callback`` and results gathered with
-``multihost_utils.process_allgather``; only process 0 writes files.
+Multi-process: ``microgpt-jax sweep --coordinator HOST:PORT --num-processes N --process-id I`` on every process
+(or ``distributed.initialize`` before ``run_sweep``); the mesh spans ``jax.devices()`` (every process's
+devices; a ``--devices`` that leaves a process out is refused), inputs are built with
+``distributed.put`` and results gathered with ``distributed.to_host``; only process 0 writes files and prints.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from microgpt_jax import devices
+from microgpt_jax import devices, distributed
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
 from microgpt_jax.data import Corpus, encode_docs
 from microgpt_jax.devices import MEMBER_AXIS as AXIS
@@ -106,22 +107,11 @@ def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str
 
 def make_mesh(requested: int | None = None) -> Mesh:
     """The ``members`` mesh over the first ``requested`` devices (default all, every host's)."""
-    return devices.make_mesh(AXIS, devices.device_count(requested, 0))
+    return devices.make_mesh(AXIS, devices.job_device_count(requested, 0))
 
 
-def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A (possibly multi-host) global array from the same host value on every process."""
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    """The whole value of a global array on this host."""
-    if x.is_fully_addressable:
-        return np.asarray(x)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+_put = distributed.put  # a (possibly multi-host) global array from the same host value on every process
+_to_host = distributed.to_host  # the whole value of a global array on this host
 
 
 @cache
@@ -391,11 +381,13 @@ def sweep_run(
     mesh = make_mesh(devices_requested)
     lead = jax.process_index() == 0
     out = Path(out)
+    error = None
     if lead:  # every check above this line: a bad flag leaves no directory
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out") from None
+            error = UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out")
+    distributed.check_together(error)  # every process stops here when process 0 cannot write
     n_groups = len({(m.config, m.train.optimizer, m.train.batch_size) for m in members})
     log(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
     t0 = time.perf_counter()

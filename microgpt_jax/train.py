@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from microgpt_jax import distributed
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.devices import DATA_AXIS
 from microgpt_jax.errors import UserError
@@ -186,7 +187,11 @@ def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: G
     if len(n_N) == 0:
         return float("nan")
     total, count = 0.0, 0
+    leaf = jax.tree.leaves(params)[0]
+    spread = isinstance(leaf, jax.Array) and not leaf.is_fully_addressable  # params on a multi-process mesh
     for toks, n in padded_batches(tokens_NxT1, n_N, batch):
+        if spread:  # the documents beside the params, on every process's devices
+            toks, n = distributed.put(toks, leaf.sharding), distributed.put(n, leaf.sharding)
         s, c = _eval_sums(params, toks, n, config)  # host arrays: jnp.asarray would compile a copy per shape
         total += float(s)
         count += int(c)
@@ -274,7 +279,7 @@ def train(
                 mesh=mesh,
                 grad=tc.grad,
             )
-            losses = np.asarray(losses)[: end - s]
+            losses = distributed.to_host(losses)[: end - s]  # replicated: every process has them
             all_losses.append(losses)
             report = ChunkReport(s, end, losses, params, opt_state)
             s = end

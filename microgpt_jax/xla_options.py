@@ -1,4 +1,5 @@
-"""XLA:CPU compiler options for the programs measured to run faster with them; other backends get none.
+"""XLA:CPU compiler options for the programs measured to run faster with them (other backends get none), and
+XLA's deterministic GPU ops (``deterministic_xla_flags``).
 
 XLA:CPU hands some operations to the YNNPACK library ("YNN fusions"): by default the matmuls and, where its
 cost model says so, reductions. At microgpt's tiny sizes the library calls can be slower than XLA's own
@@ -49,3 +50,45 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
 
     call.compile_ahead = compile_ahead
     return call
+
+
+DETERMINISTIC_GPU = "--xla_gpu_deterministic_ops=true"
+ENV_NONDETERMINISTIC = "MICROGPT_JAX_NONDETERMINISTIC"
+
+
+def deterministic_xla_flags(xla_flags: str, opt_out: str | None = None) -> str:
+    """``XLA_FLAGS`` with XLA's deterministic GPU ops on (``DETERMINISTIC_GPU``): on a GPU the gradient of the
+    embedding gather is a scatter-add, whose float sums otherwise land in whatever order the threads finish, so
+    two runs (or a run and its resume) could differ in the last bits. Unchanged when the flags already name
+    ``xla_gpu_deterministic_ops`` (the user's choice wins) or when ``opt_out`` ($MICROGPT_JAX_NONDETERMINISTIC)
+    is set and not "0". XLA:CPU and TPU ignore the flag (their programs are deterministic already)."""
+    if (opt_out or "0") != "0" or "xla_gpu_deterministic_ops" in xla_flags:
+        return xla_flags
+    return f"{xla_flags} {DETERMINISTIC_GPU}".strip()
+
+
+def set_deterministic_gpu() -> bool:
+    """Put ``deterministic_xla_flags`` into this process's $XLA_FLAGS, before JAX's backends start (the program
+    does this; a library call never changes JAX settings). Returns whether the flags changed; once a backend has
+    started, XLA has read its flags and nothing changes."""
+    import os
+
+    if _backends_started():
+        return False
+    before = os.environ.get("XLA_FLAGS", "")
+    after = deterministic_xla_flags(before, os.environ.get(ENV_NONDETERMINISTIC))
+    os.environ["XLA_FLAGS"] = after
+    return after != before
+
+
+def _backends_started() -> bool:
+    import sys
+
+    if "jax" not in sys.modules:  # nothing started yet (and the check imports nothing)
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except (ImportError, AttributeError):  # another jax layout: assume they started, change nothing
+        return True

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,3 +37,40 @@ def test_other_errors_are_not_swallowed():
     fn = jit_with_cpu_options(softmax_rows, YNN_MATMULS_ONLY)
     with pytest.raises(TypeError):
         fn(jnp.ones((4, 3)), jnp.ones((5, 5)))  # shapes that do not multiply
+
+
+def test_deterministic_gpu_ops_are_added_to_xla_flags_unless_the_user_chose():
+    from microgpt_jax.xla_options import DETERMINISTIC_GPU, deterministic_xla_flags
+
+    assert deterministic_xla_flags("") == DETERMINISTIC_GPU
+    count = "--xla_force_host_platform_device_count=2"
+    assert deterministic_xla_flags(count) == f"{count} {DETERMINISTIC_GPU}"
+    assert deterministic_xla_flags(count, "0") == f"{count} {DETERMINISTIC_GPU}"
+    assert deterministic_xla_flags(count, "1") == count  # $MICROGPT_JAX_NONDETERMINISTIC=1 opts out
+    mine = "--xla_gpu_deterministic_ops=false"
+    assert deterministic_xla_flags(mine) == mine  # the user's own setting wins
+
+
+def test_set_deterministic_gpu_changes_nothing_once_backends_started(monkeypatch):
+    from microgpt_jax.xla_options import set_deterministic_gpu
+
+    jnp.ones(1).block_until_ready()  # this process's backends are up
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    assert set_deterministic_gpu() is False
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
+
+
+def test_the_program_sets_the_flag_before_jax_starts_and_xla_cpu_accepts_it():
+    """XLA aborts on a flag it does not know: the CPU build must know this one (it ignores it)."""
+    code = (
+        "import os\n"
+        "from microgpt_jax.xla_options import set_deterministic_gpu\n"
+        "assert set_deterministic_gpu()\n"
+        "import jax.numpy as jnp\n"
+        "print(float(jnp.ones(3).sum()), os.environ['XLA_FLAGS'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MICROGPT_JAX_NONDETERMINISTIC")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3.0", "--xla_gpu_deterministic_ops=true"]

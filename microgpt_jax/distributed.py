@@ -1,0 +1,184 @@
+"""Multi-process jobs: joining JAX's distributed runtime, and the few collectives the host side needs.
+
+A job of N processes (hosts, or processes on one host) runs the same command in each; the meshes span every
+process's devices (``jax.devices()``), every process computes the same values, and only process 0 writes
+files and prints progress (``lead``). What happens on one process alone (an error, a signal) is made
+everyone's by ``agree``: a tiny all-gather each process calls at the same point (once before training, once
+per chunk), so every process stops at the same step with the same message instead of waiting in the next
+collective until a timeout.
+
+- ``initialize``: ``jax.distributed.initialize`` from the CLI's flags, or with no arguments where JAX finds
+  the cluster itself (SLURM, TPU pods, ``$JAX_COORDINATOR_ADDRESS``...); ``shutdown`` at exit.
+- ``lead`` / ``count`` / ``index``: process 0? how many processes? which one?
+- ``agree``: every process's local (error, signal) status, gathered; ``first_error`` the one to raise.
+- ``to_host``: a global array's whole value on every process (``process_allgather`` when it spans processes).
+- ``put``: a global array from a host value that is the same on every process.
+- ``broadcast_bytes``: bytes read by process 0 (a config, a checkpoint) handed to every process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from microgpt_jax.errors import UserError
+
+MESSAGE_BYTES = 2048  # an error message's room in ``agree`` (longer ones are cut)
+ENV_AUTO = "MICROGPT_JAX_DISTRIBUTED"  # "auto": jax.distributed.initialize() with no arguments (SLURM, TPU pods)
+_STATE = {"initialized": False}
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    auto: bool = False,
+) -> bool:
+    """Join a multi-process job before any JAX computation: with ``coordinator`` (HOST:PORT of process 0),
+    ``num_processes`` and ``process_id`` given, or none of them and ``auto`` (JAX reads the cluster from its
+    environment: SLURM, TPU pods, Open MPI, $JAX_COORDINATOR_ADDRESS ...). Returns whether it joined."""
+    given = [coordinator is not None, num_processes is not None, process_id is not None]
+    if not any(given) and not auto:
+        return False
+    if any(given) and not all(given):
+        raise UserError("--coordinator, --num-processes and --process-id go together: give all three (or none)")
+    if all(given):
+        if not 0 <= process_id < num_processes:
+            raise UserError(f"--process-id {process_id} is outside 0..{num_processes - 1} (--num-processes)")
+        if ":" not in coordinator:
+            raise UserError(f"--coordinator {coordinator}: expected HOST:PORT (process 0's address)")
+    import jax
+
+    try:
+        if all(given):
+            jax.distributed.initialize(coordinator, num_processes, process_id, **_timeouts())
+        else:
+            jax.distributed.initialize(**_timeouts())
+    except (RuntimeError, ValueError) as e:
+        text = " ".join(str(e).split())
+        raise UserError(f"cannot join the distributed job: {text[:400]}") from None
+    _STATE["initialized"] = True
+    return True
+
+
+def _timeouts() -> dict[str, int]:
+    """Short waits for a job that failed to form or lost a process (JAX's defaults are minutes)."""
+    seconds = int(os.environ.get("MICROGPT_JAX_DISTRIBUTED_TIMEOUT", "120"))
+    return {"initialization_timeout": seconds, "shutdown_timeout_seconds": 30}
+
+
+def shutdown() -> None:
+    """Leave the job (a no-op when ``initialize`` did not join one)."""
+    if not _STATE["initialized"]:
+        return
+    import jax
+
+    _STATE["initialized"] = False
+    jax.distributed.shutdown()
+
+
+def count() -> int:
+    """How many processes the job has (1 without the distributed runtime)."""
+    import jax
+
+    return jax.process_count()
+
+
+def index() -> int:
+    """This process's index in the job (0 alone)."""
+    import jax
+
+    return jax.process_index()
+
+
+def lead() -> bool:
+    """Whether this process writes files and prints: process 0."""
+    return index() == 0
+
+
+class AgreedError(UserError):
+    """A UserError every process of the job raises at the same point (``check_together``, ``agree``): the
+    callers up the stack raise it on without agreeing again."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Every process's status at one point: ``errors[i]`` process i's message (or None), and the first signal
+    any process received (or None)."""
+
+    errors: list[str | None]
+    signum: int | None
+
+    def first_error(self) -> UserError | None:
+        """The error every process raises: the first failing process's message (naming it when not 0)."""
+        for i, message in enumerate(self.errors):
+            if message is not None:
+                return AgreedError(message if i == 0 else f"process {i}: {message}")
+        return None
+
+
+def agree(error: str | None = None, signum: int | None = None) -> Agreement:
+    """Gather each process's (error message, signal) at the same point of the program; every process must call
+    it the same number of times. Alone, it only wraps its arguments (no collective)."""
+    if count() == 1:
+        return Agreement([error], signum)
+    from jax.experimental import multihost_utils
+
+    raw = (error or "").encode("utf-8")[:MESSAGE_BYTES]
+    row = np.zeros(MESSAGE_BYTES + 3, np.int32)
+    row[0], row[1], row[2] = error is not None, signum or 0, len(raw)
+    row[3 : 3 + len(raw)] = np.frombuffer(raw, np.uint8)
+    rows = np.asarray(multihost_utils.process_allgather(row))
+    errors = [bytes(r[3 : 3 + r[2]].astype(np.uint8)).decode("utf-8", "replace") if r[0] else None for r in rows]
+    signals = [int(r[1]) for r in rows if r[1]]
+    return Agreement(errors, signals[0] if signals else None)
+
+
+def check_together(error: BaseException | None) -> None:
+    """Raise on every process when any process failed (``error``: this process's UserError, or None). Alone,
+    raise ``error`` itself when there is one."""
+    if count() == 1:
+        if error is not None:
+            raise error
+        return
+    agreed = agree(None if error is None else str(error))
+    failure = agreed.first_error()
+    if failure is not None:
+        raise failure
+
+
+def to_host(x: Any) -> np.ndarray:
+    """The whole value of a (possibly multi-process) array on this process."""
+    if getattr(x, "is_fully_addressable", True) or getattr(x, "is_fully_replicated", False):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def put(x: Any, sharding: Any) -> Any:
+    """A global array of ``sharding`` from a host value that is the same on every process (each process fills
+    its own devices' shards; one with none still names the dtype)."""
+    import jax
+
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx], dtype=x.dtype)
+
+
+def broadcast_bytes(data: bytes | None) -> bytes:
+    """Process 0's ``data`` on every process (others pass anything, e.g. None). Alone: ``data`` itself."""
+    if count() == 1:
+        return data or b""
+    from jax.experimental import multihost_utils
+
+    n = int(multihost_utils.broadcast_one_to_all(np.asarray(len(data or b""), np.int64)))
+    if n == 0:
+        return b""
+    buf = np.zeros(n, np.uint8)
+    if lead():
+        buf[:] = np.frombuffer(data or b"", np.uint8)
+    return bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf)).astype(np.uint8))

@@ -180,24 +180,29 @@ def _normal_from_bits(bits: jax.Array, dtype: jnp.dtype) -> jax.Array:
     return jax.lax.mul(np.array(np.sqrt(2), dtype), jax.lax.erf_inv(u))
 
 
-@partial(jax.jit, static_argnames=("shapes", "zero_out", "dtype"))
-def _init_from_bits(bits: jax.Array, std: jax.Array, *, shapes: tuple, zero_out: bool, dtype: jnp.dtype) -> Params:
-    # every matrix's random bits, made on the host (threefry.py), concatenated: the program has no threefry
-    flat = jax.lax.optimization_barrier(_normal_from_bits(bits, dtype))
-    ends = np.cumsum([math.prod(shape) for _, shape in shapes]).tolist()
-    draws = [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-    return _scaled(draws, std, shapes, zero_out, dtype)
+@partial(jax.jit, static_argnames=("dtype",))
+def _scaled_normal(bits: jax.Array, std: jax.Array, *, dtype: jnp.dtype) -> jax.Array:
+    # Every matrix's draw from its random bits, made on the host (threefry.py) and concatenated: the program has
+    # no threefry, and one output (an output per matrix compiled a kernel per matrix: 7x the compile time).
+    return std * jax.lax.optimization_barrier(_normal_from_bits(bits, dtype))
 
 
-def _host_bits(seed: int, shapes: tuple, dtype: jnp.dtype) -> np.ndarray | None:
-    """The random bits of every matrix of ``init_params(jax.random.key(seed), ...)``, concatenated, computed on
-    the host; None where JAX's PRNG or the dtype is not the one ``threefry`` computes."""
+def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, dtype: jnp.dtype) -> Params | None:
+    """``init_params(jax.random.key(seed), ...)`` with the keys and random bits made on the host, the normal
+    draw and scaling in one small program, the matrices cut from its flat result on the host; None where JAX's
+    PRNG or the dtype is not the one ``threefry`` computes."""
     x64 = bool(jax.config.jax_enable_x64)
     if not threefry.usable() or dtype not in (jnp.float32, jnp.float64) or (dtype == jnp.float64 and not x64):
         return None
+    sizes = [math.prod(shape) for _, shape in shapes]
     keys = threefry.split(threefry.key(seed, x64), len(shapes))
-    width = jnp.finfo(dtype).bits
-    return np.concatenate([threefry.bits(k, math.prod(s), width) for k, (_, s) in zip(keys, shapes, strict=True)])
+    bits = np.concatenate([threefry.bits(k, n, jnp.finfo(dtype).bits) for k, n in zip(keys, sizes, strict=True)])
+    flat = np.asarray(_scaled_normal(bits, std, dtype=dtype))
+    params = {}
+    for (name, shape), draw in zip(shapes, np.split(flat, np.cumsum(sizes)[:-1]), strict=True):
+        params[name] = np.zeros(shape, dtype) if zero_out and name.endswith(("attn_wo", "mlp_fc2")) else draw
+        params[name] = params[name].reshape(shape)
+    return jax.device_put(params)
 
 
 def init_params(
@@ -211,7 +216,7 @@ def init_params(
 
     ``key`` is a PRNG key, or an integer seed: ``init_params(42, ...)`` is ``init_params(jax.random.key(42), ...)``,
     the same numbers, with the keys and random bits made on the host (``threefry``; in the one compiled program
-    where JAX's PRNG is set up otherwise): no key operation or threefry hash to compile.
+    where JAX's PRNG is set up otherwise): no key operation or threefry hash to compile, and a smaller program.
     ``zero_out`` is microgpt's earlier variant: attn_wo and mlp_fc2 start at zero (use it with std 0.02).
     A counted model (the bigram) starts uniform, all zeros: it is built by counting instead.
     ``dtype`` defaults to JAX's default float (float64 under x64)."""
@@ -220,13 +225,11 @@ def init_params(
     if get(config).counted:
         return {name: jnp.zeros(shape, dtype) for name, shape in shapes}
     std_host = np.asarray(std, dtype)  # a host value of the dtype: jnp.asarray compiles a conversion program
-    bits = None
+    params = None
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         key = np.int64(key)  # what jax.random.key(int) makes of it (OverflowError past int64, as there)
-        bits = _host_bits(int(key), shapes, dtype)
-    if bits is not None:
-        params = _init_from_bits(bits, std_host, shapes=shapes, zero_out=zero_out, dtype=dtype)
-    else:
+        params = _init_from_seed(int(key), shapes, std_host, zero_out, dtype)
+    if params is None:
         params = _init(key, std_host, shapes=shapes, zero_out=zero_out, dtype=dtype)
     return {name: params[name] for name, _ in shapes}  # jit returns dicts sorted by key: the original's order
 

@@ -41,14 +41,16 @@ def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, np.ndarray]:
 
 
 def init_opt_state(optimizer: str, params: Params) -> Any:
-    """The optimizer's initial state (its structure does not depend on the hyperparameters), made by one
-    compiled program: built op by op it compiled a small program per parameter shape."""
-    return _init_opt_state(optimizer, params)
+    """The optimizer's initial state (its structure does not depend on the hyperparameters).
 
-
-@partial(jax.jit, static_argnums=0)
-def _init_opt_state(optimizer: str, params: Params) -> Any:
-    return make_optimizer(optimizer, 1.0, 1).init(params)
+    Every optimizer here starts from zeros (tests/test_optim.py checks it against each one's own init), so for
+    concrete params the state is numpy zeros of the shapes ``jax.eval_shape`` gives, put on the device: no
+    program to compile (built op by op the init compiled a program per parameter shape). Under a transformation
+    (jit, vmap) it is the optimizer's own init."""
+    init = make_optimizer(optimizer, 1.0, 1).init
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
+        return init(params)
+    return jax.device_put(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(init, params)))
 
 
 def step_bytes(config: GPTConfig, batch_size: int, n_docs: int, itemsize: int) -> int:

@@ -225,18 +225,18 @@ def _numbers(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if " s, compile included" not in line and "steps/s" not in line]
 
 
-def test_program_compiles_five_programs_hits_the_cache_off_writes_nothing(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_program_compiles_four_programs_hits_the_cache_off_writes_nothing(tiny_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     base = {"HOME": str(home), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     train = ["train", "--out", "run", "--data", str(tiny_corpus), *TINY_TRAIN]
     cache = tmp_path / "cache"
     (tmp_path / "a").mkdir()
     first = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "a")
-    # the lean start-up path: one program each for init (its random bits made on the host), the optimizer state,
-    # training, evaluation and sampling, each compiled once (evaluation's and sampling's on a second thread while
-    # training's compiles); no eager op-by-op program (a conversion, a key, a draw) among them
+    # the lean start-up path: one program each for init (the normal draw of bits made on the host), training,
+    # evaluation and sampling, each compiled once (evaluation's and sampling's on a second thread while
+    # training's compiles); no eager op-by-op program (a conversion, a key, a draw, zeros) among them
     programs = re.findall(r"Finished XLA compilation of jit\((\w+)\)", first.stderr)
-    assert sorted(programs) == ["_eval_sums", "_init_from_bits", "_init_opt_state", "_sample_scan", "train_chunk"]
+    assert sorted(programs) == ["_eval_sums", "_sample_scan", "_scaled_normal", "train_chunk"]
     compiled = len(programs)
     assert "cache hit" not in first.stderr
     entries = sorted(p.name for p in cache.glob("*-cache"))

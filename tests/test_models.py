@@ -57,6 +57,9 @@ def test_early_init_variant() -> None:
     assert all(not np.any(early[f"layer{i}.{n}"]) for i in range(2) for n in ("attn_wo", "mlp_fc2"))
     assert np.std(np.asarray(early["wte"])) == pytest.approx(0.02, rel=0.2)
     np.testing.assert_array_equal(early["wpe"], models.init_params(42, GPTConfig(n_layer=2), std=0.02)["wpe"])
+    from_seed = models.init_params(42, GPTConfig(n_layer=2), std=0.02, zero_out=True)
+    for name, p in early.items():
+        np.testing.assert_array_equal(from_seed[name], p, err_msg=name)
 
 
 def test_package_names_are_the_functions_not_the_modules() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from microgpt_jax.optim import adam, linear_decay, sgd
+from microgpt_jax.config import OPTIMIZERS
+from microgpt_jax.optim import adam, linear_decay, make_optimizer, sgd
+from microgpt_jax.train import init_opt_state
 
 
 def test_linear_decay():
@@ -47,3 +50,17 @@ def test_adam_matches_the_originals_update():
             v_hat = v / (1 - 0.99 ** (step + 1))
             p = p - lr_t * m_hat / (v_hat**0.5 + 1e-8)
             np.testing.assert_allclose(params["w"], p, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_initial_state_is_the_optimizers_own(optimizer: str) -> None:
+    """train.init_opt_state makes the state on the host as zeros: every optimizer's init must be all zeros."""
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones((4,), jnp.float32)}
+    own = make_optimizer(optimizer, 0.1, 10).init(params)
+    ours = init_opt_state(optimizer, params)
+    assert jax.tree.structure(ours) == jax.tree.structure(own)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(own), strict=True):
+        assert isinstance(a, jax.Array) and a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    traced = jax.jit(lambda p: init_opt_state(optimizer, p))(params)  # under a transformation: the own init
+    assert jax.tree.structure(traced) == jax.tree.structure(own)

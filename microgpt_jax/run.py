@@ -749,8 +749,8 @@ def _train_loop(
         metrics.sync()
     finally:
         metrics.close()
-    if ahead is not None:
-        ahead.wait()
+        if ahead is not None:  # on every path: a compile still running when Python exits aborts the process
+            ahead.wait()
     return _finish(result, rd, guard, log)
 
 

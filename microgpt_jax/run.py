@@ -452,18 +452,13 @@ def train_run(
     complete), and one holding anything else never (see ``rundir``).
     """
     log = _Log(verbose and distributed.lead())
-    if not str(out).strip():  # Path("") is the current directory
-        raise UserError("--out is empty: name a run directory, e.g. --out runs/microgpt")
+    if not str(out).strip():  # Path("") is the current directory: refused on every process
+        rundir.check_target(out)
     if step is not None and (isinstance(step, bool) or step not in GUIDE_STEPS):
         raise UserError(f"unknown step {step!r}: the guide's steps are {', '.join(map(str, GUIDE_STEPS))}")
     # before the corpus is read: the cheapest check first (the directory is process 0's)
-    _on_lead(lambda: _raise(rundir._refusal(Path(out), rundir.state(Path(out)), overwrite)))
+    _on_lead(lambda: rundir.check_target(out, overwrite))
     return _together(lambda: _prepare_and_train(out, model, train, data, run, sample, init, step, overwrite, log))
-
-
-def _raise(error: UserError | None) -> None:
-    if error is not None:
-        raise error
 
 
 def _prepare_and_train(

@@ -170,15 +170,22 @@ def remove_run(path: Path) -> None:
         path.rmdir()
 
 
-def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
-    """Open ``out`` for a fresh run (see the module's rules); every refusal comes before anything is written
-    but the directory and its lock, which are removed again when the run may not go there."""
+def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``out`` as a path, if a fresh run may be written there (the module's rules); else the UserError saying
+    why. Cheap: callers run it before reading a corpus, and ``create`` again under the lock."""
     if not str(out).strip():  # Path("") is the current directory
         raise UserError("--out is empty: name a run directory, e.g. --out runs/microgpt")
     target = Path(out)
     refusal = _refusal(target, state(target), overwrite)
     if refusal is not None:
         raise refusal
+    return target
+
+
+def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
+    """Open ``out`` for a fresh run (see the module's rules); every refusal comes before anything is written
+    but the directory and its lock, which are removed again when the run may not go there."""
+    target = check_target(out, overwrite)
     replaces = state(target) not in ("absent", "empty")
     path = target.with_name(f".{target.name}.new-{os.getpid()}") if replaces else target
     made = not path.exists()

@@ -96,7 +96,7 @@ from microgpt_jax.loss import loss_fn
 from microgpt_jax.models import init_params
 from microgpt_jax.optim import linear_decay
 from microgpt_jax.sample import sample_tokens
-from microgpt_jax.train import hparams_of, init_opt_state, train, train_chunk
+from microgpt_jax.train import Recipe, hparams_of, init_opt_state, train, train_chunk
 
 BATCH = 256
 
@@ -164,7 +164,7 @@ def compile_seconds(tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch:
     args = (params, init_opt_state(tc.optimizer, params), hparams_of(tc, jnp.float32), tokens, n)
     start, end = jnp.int32(0), jnp.int32(chunk)
     t0 = time.perf_counter()
-    train_chunk.lower(*args, start, end, config=config, optimizer="adam", batch_size=batch, chunk=chunk).compile()
+    train_chunk.lower(*args, start, end, config=config, recipe=Recipe(), batch_size=batch, chunk=chunk).compile()
     return time.perf_counter() - t0
 
 
@@ -232,7 +232,7 @@ def bench_sweep(members: int, steps: int, repeats: int, chunk: int, devices: int
     opt0 = jax.tree.map(np.asarray, jax.vmap(lambda p: init_opt_state("adam", p))(params0))
     hp = jax.tree.map(lambda x: sweep._put(x, shard), sweep._stack([hparams_of(tc, jnp.float32) for tc in tcs]))
     chunk = min(chunk, steps)
-    fn = sweep._group_program(config, "adam", 1, chunk, mesh)
+    fn = sweep._group_program(config, Recipe(), 1, chunk, mesh)
     tokens_dev, n_dev = sweep._put(tok, rep), sweep._put(n, rep)
     end = jnp.asarray(steps, jnp.int32)
 

@@ -166,7 +166,7 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    from microgpt_jax.train import init_opt_state
+    from microgpt_jax.train import init_opt_state, recipe_of
 
     ck = Path(run_dir) / CKPT_DIR
     manifest = read_manifest(run_dir)
@@ -203,7 +203,7 @@ def load_checkpoint(
         opt_arrays = load(raw["opt_state"])
     except (SafetensorError, ValueError, KeyError) as e:
         raise UserError(f"{ck / manifest['opt_state']}: not a readable optimizer state ({e})") from None
-    template = init_opt_state(train_config.optimizer, params)
+    template = init_opt_state(recipe_of(train_config), params)
     opt_state = opt_state_from_arrays(opt_arrays, template, str(ck / manifest["opt_state"]))
     return Checkpoint(step, params, opt_state, manifest)
 

@@ -24,6 +24,7 @@ from microgpt_jax.config import (
     GUIDE_TITLES,
     MODELS,
     OPTIMIZERS,
+    SCHEDULES,
     TOKENIZERS,
     DataConfig,
     GPTConfig,
@@ -130,7 +131,10 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {
         ("lr", "eps", "temperature", "smoothing", "tol_numerical", "tol_autodiff"), _number(float, 0, inclusive=False)
     ),
     **dict.fromkeys(("b1", "b2"), _number(float, 0, inclusive=True, below=1)),
-    "init_std": _number(float, 0, inclusive=True),
+    **dict.fromkeys(("init_std", "weight_decay"), _number(float, 0, inclusive=True)),
+    "dropout": _number(float, 0, inclusive=True, below=1),
+    "warmup": _number(int, 0, inclusive=True),
+    "schedule": _choice(SCHEDULES),
     "top_k": _number(int, 0, inclusive=True),
     "top_p": _number(float, 0, inclusive=False, at_most=1),
     "optimizer": _choice(OPTIMIZERS),
@@ -170,14 +174,14 @@ def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, 
 
 
 MODEL_FLAGS = ("n_layer", "n_embd", "n_head", "block_size", "model")
-TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "seed", "init_std", "x64", "smoothing",
-               "grad", "count")  # fmt: skip
+TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "weight_decay", "schedule", "warmup",
+               "dropout", "seed", "init_std", "x64", "smoothing", "grad", "count")  # fmt: skip
 RUN_FLAGS = ("eval_every", "ckpt_every", "devices")
 GRADCHECK_FLAGS = ("doc", "eps", "tol_numerical", "tol_autodiff")
 DATA_FLAGS = ("path", "val_size", "tokenizer", "lowercase")
 SAMPLE_FLAGS = ("num_samples", "temperature", "top_k", "top_p")
-SWEEP_GRID = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps",
-              "n_layer", "n_embd", "n_head", "block_size")  # fmt: skip
+SWEEP_GRID = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps", "weight_decay", "schedule",
+              "warmup", "dropout", "n_layer", "n_embd", "n_head", "block_size")  # fmt: skip
 # flags that may differ on --resume: they change neither a parameter nor metrics.jsonl
 RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature", "top_k", "top_p")
 

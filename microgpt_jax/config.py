@@ -29,6 +29,7 @@ from microgpt_jax.tokenizer import KINDS as TOKENIZERS
 MODELS = ("gpt", "mlp", "bigram")  # the progression's models (microgpt_jax.models holds their functions)
 OPTIMIZERS = ("adam", "sgd")
 GRADS = ("autodiff", "analytic")  # jax.grad, or a model's hand-written backward pass (only the MLP has one)
+SCHEDULES = ("linear", "cosine")  # the learning rate's decay to zero over the run
 COUNTS = ("all", "online")  # a counted model: every training document at once, or one per step (the guide's)
 # sgd 0.3: best held-out loss for the GPT in experiments/lr_sweep.py; 1.0 (the MLP's recipe) diverges for it
 DEFAULT_LR = {"adam": 0.01, "sgd": 0.3}
@@ -124,6 +125,11 @@ class TrainConfig(_Config):
     b1: float = _field(0.85, "Adam beta1")
     b2: float = _field(0.99, "Adam beta2")
     eps: float = _field(1e-8, "Adam epsilon")
+    weight_decay: float = _field(0.0, "decoupled weight decay, AdamW's (adam only); 0 is the original's Adam")
+    schedule: str = _field("linear", "the learning rate's decay to 0: linear (the original's) or cosine")
+    warmup: int = _field(0, "ramp the learning rate up linearly over the first N steps, then decay it")
+    dropout: float = _field(0.0, "GPT only: dropout rate on the embeddings, attention weights and both residual "
+                            "branches while training; 0 is off (the original)")  # fmt: skip
     seed: int = _field(42, "PRNG seed of the initial parameters")
     init_std: float | None = _field(None, "N(0, std) init (0.08; 0.02 with --init-variant early)")
     init_zero_out: bool = _field(False, "start attn_wo and mlp_fc2 at zero (microgpt's earlier init)")
@@ -136,7 +142,7 @@ class TrainConfig(_Config):
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        for name, choices in (("optimizer", OPTIMIZERS), ("grad", GRADS), ("count", COUNTS)):
+        for name, choices in (("optimizer", OPTIMIZERS), ("grad", GRADS), ("count", COUNTS), ("schedule", SCHEDULES)):
             if getattr(self, name) not in choices:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(choices)}")
         if self.lr is None:
@@ -155,6 +161,15 @@ class TrainConfig(_Config):
             raise UserError(f"init_std must be a finite number >= 0, got {self.init_std!r}")
         _whole("train", "steps", self.steps, 1)
         _whole("train", "batch_size", self.batch_size, 1)
+        if not (_real(self.weight_decay) and self.weight_decay >= 0):
+            raise UserError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if self.weight_decay and self.optimizer != "adam":
+            raise UserError("weight_decay is AdamW's: use --optimizer adam, or drop --weight-decay")
+        if not (_real(self.dropout) and 0 <= self.dropout < 1):
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        _whole("train", "warmup", self.warmup, 0)
+        if self.warmup >= self.steps:
+            raise UserError(f"warmup ({self.warmup} steps) must be shorter than the run ({self.steps} steps)")
         _check_seed("seed", self.seed)
         for name in ("init_zero_out", "x64"):
             if not isinstance(getattr(self, name), bool):

@@ -5,15 +5,38 @@ Parameters are a flat dict with the original's state_dict names, each matrix (no
 D head_dim, V vocab. Follows microgpt.py: token + position embedding, rmsnorm, then per layer a
 pre-norm causal multi-head attention and a pre-norm ReLU MLP, both residual; lm_head on top.
 No biases, no gains.
+
+Dropout (off by default, as in the original) is a function passed in, ``dropout_fn(key, rate)``: the forward
+stays a pure function of its arguments, the PRNG key among them, and without it the program is the original's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.devices import default_float
+
+Dropout = Callable[[jax.Array, int], jax.Array]  # (x, site) -> x with some units zeroed; each use has its own site
+
+
+def no_dropout(x: jax.Array, site: int) -> jax.Array:
+    """Evaluation, sampling and the original's training: every unit kept."""
+    return x
+
+
+def dropout_fn(key: jax.Array, rate: float | jax.Array) -> Dropout:
+    """Inverted dropout with PRNG ``key``: each unit kept with probability 1 - rate and scaled by 1 / (1 - rate),
+    so its expected value is unchanged; each site of the forward pass draws from ``fold_in(key, site)``."""
+
+    def drop(x: jax.Array, site: int) -> jax.Array:
+        keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1 - rate, x.shape)
+        return jnp.where(keep, x / (1 - rate), 0).astype(x.dtype)
+
+    return drop
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
@@ -73,9 +96,12 @@ def attention_scores(q_BxTxHxD: jax.Array, k_BxSxHxD: jax.Array) -> jax.Array:
     return s_q_BxHxTxS + (s_k_BxHxTxS - sg(s_k_BxHxTxS))
 
 
-def attention(params: dict[str, jax.Array], layer: int, x_BxTxC: jax.Array, config: GPTConfig) -> jax.Array:
+def attention(
+    params: dict[str, jax.Array], layer: int, x_BxTxC: jax.Array, config: GPTConfig, dropout: Dropout = no_dropout
+) -> jax.Array:
     """The causal multi-head attention block of one layer, its residual branch: pre-norm, q k v, softmax of
-    the scaled scores over the past, the weighted values, the output projection."""
+    the scaled scores over the past (``dropout`` applied to those weights), the weighted values, the output
+    projection."""
     B, T, _ = x_BxTxC.shape
     H, D = config.n_head, config.head_dim
     qkv_BxTx3C = linear(rmsnorm(x_BxTxC), qkv_weight(params, layer))
@@ -84,17 +110,21 @@ def attention(params: dict[str, jax.Array], layer: int, x_BxTxC: jax.Array, conf
     # a position attends to itself and the past only: the original's growing keys list
     causal_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
     weights_BxHxTxT = jax.nn.softmax(jnp.where(causal_TxT, scores_BxHxTxT, -jnp.inf), axis=-1)
+    weights_BxHxTxT = dropout(weights_BxHxTxT, 3 * layer + 1)
     attn_BxTxC = jnp.einsum("bhts,bshd->bthd", weights_BxHxTxT, v_BxTxHxD).reshape(B, T, H * D)
     return linear(attn_BxTxC, params[f"layer{layer}.attn_wo"])
 
 
-def gpt(params: dict[str, jax.Array], tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
-    """Logits for every position of a batch of causal sequences: (B, T) int tokens -> (B, T, V)."""
+def gpt(
+    params: dict[str, jax.Array], tokens_BxT: jax.Array, config: GPTConfig, dropout: Dropout = no_dropout
+) -> jax.Array:
+    """Logits for every position of a batch of causal sequences: (B, T) int tokens -> (B, T, V). ``dropout``
+    (training only) acts on the embedding, the attention weights and each block's residual branch."""
     T = tokens_BxT.shape[1]
-    x_BxTxC = rmsnorm(params["wte"][tokens_BxT] + params["wpe"][:T])
+    x_BxTxC = dropout(rmsnorm(params["wte"][tokens_BxT] + params["wpe"][:T]), 0)
     for i in range(config.n_layer):
-        x_BxTxC = x_BxTxC + attention(params, i, x_BxTxC, config)  # 1) multi-head attention block
-        x_BxTxC = x_BxTxC + mlp(params, i, x_BxTxC)  # 2) MLP block
+        x_BxTxC = x_BxTxC + dropout(attention(params, i, x_BxTxC, config, dropout), 3 * i + 2)  # 1) attention
+        x_BxTxC = x_BxTxC + dropout(mlp(params, i, x_BxTxC), 3 * i + 3)  # 2) MLP block
     return linear(x_BxTxC, params["lm_head"])
 
 

@@ -27,7 +27,7 @@ from microgpt_jax import bigram, mlp, threefry
 from microgpt_jax.config import MODELS, GPTConfig, TrainConfig
 from microgpt_jax.devices import default_float
 from microgpt_jax.errors import UserError
-from microgpt_jax.gpt import gpt, gpt_step, init_kv_cache
+from microgpt_jax.gpt import Dropout, gpt, gpt_step, init_kv_cache
 from microgpt_jax.gpt import param_shapes as gpt_shapes
 
 Params = dict[str, jax.Array]
@@ -35,8 +35,8 @@ Cache = dict[str, jax.Array]
 
 # what only gradient training uses: a counted model takes none of it
 _GRADIENT_FIELDS = frozenset(
-    {"optimizer", "lr", "b1", "b2", "eps", "steps", "batch_size", "init_std", "init_zero_out", "eval_every",
-     "ckpt_every", "devices", "init"}
+    {"optimizer", "lr", "b1", "b2", "eps", "weight_decay", "schedule", "warmup", "dropout", "steps", "batch_size",
+     "init_std", "init_zero_out", "eval_every", "ckpt_every", "devices", "init"}
 )  # fmt: skip
 
 
@@ -84,7 +84,7 @@ REGISTRY: dict[str, Model] = {
     ),
     "mlp": Model(
         "mlp", mlp.param_shapes, _mlp_forward, _no_cache, partial(_stateless_step, _mlp_forward),
-        counted=False, unused=frozenset({"n_layer", "n_head", "smoothing", "count"}),
+        counted=False, unused=frozenset({"n_layer", "n_head", "smoothing", "count", "dropout"}),
         analytic_value_and_grad=_mlp_analytic,
     ),
     "gpt": Model(
@@ -234,9 +234,14 @@ def init_params(
     return {name: params[name] for name, _ in shapes}  # jit returns dicts sorted by key: the original's order
 
 
-def forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> jax.Array:
-    """Next-token logits at every position of a batch of sequences: (B, T) int tokens -> (B, T, V)."""
-    return get(config).forward(params, tokens_BxT, config)
+def forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig, dropout: Dropout | None = None) -> jax.Array:
+    """Next-token logits at every position of a batch of sequences: (B, T) int tokens -> (B, T, V). ``dropout``
+    (``gpt.dropout_fn``, training only) is the GPT's; the other models have none."""
+    if dropout is None:
+        return get(config).forward(params, tokens_BxT, config)
+    if config.model != "gpt":
+        raise UserError(f"--model {config.model} has no dropout: drop --dropout")
+    return gpt(params, tokens_BxT, config, dropout)
 
 
 def init_cache(config: GPTConfig, batch: int, dtype: jnp.dtype | None = None) -> Cache:

@@ -47,6 +47,7 @@ from microgpt_jax.tokenizer import Tokenizer
 VERSION = 3  # of config.json: 1 held the raw command-line flags beside the configs; 2 the vocabulary as a string
 READS = (2, 3)  # the versions RunSpec.read accepts
 LOSS_WINDOW = 100  # the progress bar's running mean covers the last N steps
+ONE_COPY_BYTES = 64 << 20  # training tokens beyond this live on the device only (a host copy beside it doubles them)
 
 
 @dataclass(frozen=True)
@@ -627,7 +628,7 @@ def _share_checkpoint(ckpt: checkpoint.Checkpoint | None, spec: RunSpec) -> tupl
     from safetensors.numpy import load
 
     from microgpt_jax.io import safetensors_bytes
-    from microgpt_jax.train import init_opt_state
+    from microgpt_jax.train import init_opt_state, recipe_of
 
     blob = None
     if ckpt is not None:
@@ -638,7 +639,7 @@ def _share_checkpoint(ckpt: checkpoint.Checkpoint | None, spec: RunSpec) -> tupl
     arrays = load(distributed.broadcast_bytes(blob))
     params = {k.split("/", 1)[1]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")}
     opt = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("opt_state/")}
-    template = init_opt_state(spec.train.optimizer, params)
+    template = init_opt_state(recipe_of(spec.train), params)
     return int(arrays["step"][0]), params, checkpoint.opt_state_from_arrays(opt, template, "the checkpoint")
 
 
@@ -657,12 +658,15 @@ def _train_loop(
     final evaluation, params.safetensors and the samples."""
     from tqdm import tqdm
 
+    from microgpt_jax.train import check_tokens, train
     from microgpt_jax.train import evaluate as evaluate_now
-    from microgpt_jax.train import train
 
     config, tc, rc = spec.model, spec.train, spec.run
     _header(corpus, models.num_params(params), log)
     train_tokens, train_n, val_tokens, val_n = corpus.encoded(config.block_size)
+    if n_dev == 1 and train_tokens.nbytes > ONE_COPY_BYTES:  # a large corpus: its tokens on the device only
+        check_tokens(train_tokens, train_n, config)
+        train_tokens, train_n = jax.device_put(train_tokens), jax.device_put(train_n)  # the host copies are freed
     metrics = rundir.Metrics(rd.path / METRICS_FILE, append=start > 0, enabled=distributed.lead())
     guard.run_dir = rd.path
     guard.lead = distributed.lead()

@@ -2,7 +2,9 @@
 
 Members whose parameters have the same shapes (same architecture, optimizer and batch size) train together:
 ``train.train_chunk`` is vmapped over the params/optimizer-state pytrees and over the hyperparameters
-(lr, b1, b2, eps, num_steps: traced arrays, not constants), and jitted once per shape group. The member axis
+(lr, b1, b2, eps, num_steps, weight decay, warm-up, dropout rate, seed: traced arrays, not constants), and
+jitted once per shape group (architecture, batch size, optimizer and schedule; warm-up, weight decay and dropout
+are in a group's program when any of its members has them: ``group_recipe``). The member axis
 is sharded over every device along the ``members`` mesh axis with ``jax.shard_map``; with one device it is
 plain vmap. Members cannot talk to each other, so a member that diverges (NaN loss) leaves the others as
 they are, and each member's numbers equal a ``train`` run with the same flags and seed.
@@ -47,11 +49,13 @@ from microgpt_jax.errors import UserError
 from microgpt_jax.io import atomic_write_bytes, atomic_write_text, save_params
 from microgpt_jax.loss import nll_sum
 from microgpt_jax.models import init_params
-from microgpt_jax.train import hparams_of, init_opt_state, padded_batches, train_chunk
+from microgpt_jax.train import Recipe, hparams_of, init_opt_state, padded_batches, recipe_of, train_chunk
 from microgpt_jax.xla_options import YNN_MATMULS_ONLY, jit_with_cpu_options
 
 MODEL_KEYS = ("n_layer", "n_embd", "n_head", "block_size")
-TRAIN_KEYS = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps")
+TRAIN_KEYS = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps", "weight_decay", "schedule",
+              "warmup", "dropout")  # fmt: skip
+RECIPE_KEYS = ("weight_decay", "schedule", "warmup", "dropout")  # in the train command only when not the default
 GRID_KEYS = TRAIN_KEYS + MODEL_KEYS  # the CSV's hyperparameter columns, named like the flags
 
 _TRACES = {"train": 0}  # how many times the group program was traced (= compiled), for tests
@@ -115,10 +119,10 @@ _to_host = distributed.to_host  # the whole value of a global array on this host
 
 
 @cache
-def _group_program(config: GPTConfig, optimizer: str, batch_size: int, chunk: int, mesh: Mesh):
+def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh):
     """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
     On CPU only the matmuls go to YNNPACK (see xla_options): 1.2x the member-steps per second."""
-    step_chunk = partial(train_chunk, config=config, optimizer=optimizer, batch_size=batch_size, chunk=chunk)
+    step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
     vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
 
     def program(params, opt_state, hparams, tokens_NxT1, n_N, start, end):
@@ -153,8 +157,8 @@ def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype:
 
 
 @cache
-def _init_opt_program(optimizer: str):
-    return jax.jit(jax.vmap(partial(init_opt_state, optimizer)))
+def _init_opt_program(recipe: Recipe):
+    return jax.jit(jax.vmap(partial(init_opt_state, recipe)))
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -190,11 +194,23 @@ def final_train_loss(losses: np.ndarray) -> float:
     return float(np.mean(losses[-k:]))
 
 
+def group_recipe(members: Sequence[Member]) -> Recipe:
+    """The program a group runs: warm-up, weight decay or dropout is in it when any member has it on. A member
+    without runs it at 0, the same numbers up to float rounding (the run's own program leaves it out), so
+    members that differ only there share one program and fill the devices together."""
+    recipes = [recipe_of(m.train) for m in members]
+    return dataclasses.replace(
+        recipes[0], **{k: any(getattr(r, k) for r in recipes) for k in ("warmup", "weight_decay", "dropout")}
+    )
+
+
 def _groups(members: list[Member]) -> list[list[Member]]:
-    """Members split into passes: same shapes, optimizer, batch size and step count; first-seen order."""
+    """Members split into passes: same shapes, optimizer, schedule, batch size and step count (warm-up, weight
+    decay and dropout on or off share a pass: ``group_recipe``); first-seen order."""
     groups: dict[tuple, list[Member]] = {}
     for m in members:
-        key = (m.config, m.train.optimizer, m.train.batch_size, m.train.x64, m.train.init_zero_out, m.train.steps)
+        t = m.train
+        key = (m.config, t.optimizer, t.schedule, t.batch_size, t.x64, t.init_zero_out, t.steps)
         groups.setdefault(key, []).append(m)
     return list(groups.values())
 
@@ -240,7 +256,8 @@ def run_sweep(
             raise UserError("no training documents left after the held-out split: lower --val-size")
         padded = group + [group[0]] * (-len(group) % D)  # fill every device; the copies are dropped
         params0 = init_members([m.train for m in padded], config, dtype)
-        opt0 = _init_opt_program(tc0.optimizer)(params0)
+        recipe = group_recipe(group)
+        opt0 = _init_opt_program(recipe)(params0)
         hp0 = [hparams_of(m.train, dtype) for m in padded]
         shard, rep = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
         put_members = partial(_put, sharding=shard)
@@ -248,7 +265,7 @@ def run_sweep(
         opt_state = jax.tree.map(put_members, opt0)
         hparams = jax.tree.map(put_members, _stack(hp0))
         tokens_dev, n_dev = _put(tok_NxT1, rep), _put(n_N, rep)
-        fn = _group_program(config, tc0.optimizer, tc0.batch_size, chunk, mesh)
+        fn = _group_program(config, recipe, tc0.batch_size, chunk, mesh)
         steps = tc0.steps
         end = jnp.asarray(steps, jnp.int32)
         chunks = []
@@ -305,7 +322,10 @@ def train_command(member: Member, data: DataConfig, out: str = "runs/best") -> s
     if data.lowercase:
         parts.append("--lowercase")
     values = member.hyperparams()
+    default = TrainConfig()
     for k in MODEL_KEYS + TRAIN_KEYS:
+        if k in RECIPE_KEYS and values[k] == getattr(default, k):
+            continue
         parts += [f"--{k.replace('_', '-')}", repr(values[k]) if isinstance(values[k], float) else str(values[k])]
     if member.train.init_zero_out:
         parts += ["--init-variant", "early"]
@@ -388,7 +408,7 @@ def sweep_run(
         except OSError as e:
             error = UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out")
     distributed.check_together(error)  # every process stops here when process 0 cannot write
-    n_groups = len({(m.config, m.train.optimizer, m.train.batch_size) for m in members})
+    n_groups = len({(m.config, m.train.optimizer, m.train.schedule, m.train.batch_size) for m in members})
     log(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
     t0 = time.perf_counter()
     result = run_sweep(

@@ -3,8 +3,9 @@
 A chunk is one jitted program that runs ``chunk`` steps; the host only sees the per-step losses between
 chunks (for progress and metrics.jsonl). Steps past the run's end inside the last chunk are skipped by a
 ``lax.cond``, so every chunk has the same shape (one compile) and chunking never changes a number.
-Hyperparameters (lr, b1, b2, eps) are traced arrays, not constants, so one compiled program serves any
-values and a sweep can vmap over them.
+Hyperparameters (lr, b1, b2, eps, weight decay, warm-up, dropout rate, seed) are traced arrays, not constants,
+so one compiled program serves any values and a sweep can vmap over them; what changes the program's shape
+(the optimizer, the schedule, and whether there is warm-up, weight decay or dropout at all) is its ``Recipe``.
 """
 
 from __future__ import annotations
@@ -24,30 +25,52 @@ from microgpt_jax import distributed
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.devices import DATA_AXIS
 from microgpt_jax.errors import UserError
+from microgpt_jax.gpt import dropout_fn
 from microgpt_jax.io import check_params
 from microgpt_jax.loss import loss_fn, nll_sum
 from microgpt_jax.models import analytic_gradient
 from microgpt_jax.optim import make_optimizer
 
 Params = dict[str, jax.Array]
+DROPOUT_STREAM = 0x64726F70  # "drop": dropout's keys are fold_in(key(seed), this, step), apart from init's split
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What of a training recipe shapes the compiled program (a static argument); the values themselves are
+    traced (``hparams_of``). The original's recipe is ``Recipe()``: Adam, linear decay, nothing else."""
+
+    optimizer: str = "adam"
+    schedule: str = "linear"
+    warmup: bool = False
+    weight_decay: bool = False
+    dropout: bool = False
+
+
+def recipe_of(train_config: TrainConfig) -> Recipe:
+    """The static part of a recipe: warm-up, weight decay and dropout enter the program only when they are on."""
+    tc = train_config
+    return Recipe(tc.optimizer, tc.schedule, tc.warmup > 0, tc.weight_decay > 0, tc.dropout > 0)
 
 
 def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, np.ndarray]:
-    """The traced hyperparameters of a recipe, as host scalars of the parameters' dtype (the compiled programs
-    take them as arguments; a host value needs no conversion program of its own)."""
+    """The traced hyperparameters of a recipe, as host scalars of the parameters' dtype (the seed, of dropout's
+    keys, a uint32); the compiled programs take them as arguments, and a host value needs no conversion program."""
     tc = train_config
-    values = {"lr": tc.lr, "b1": tc.b1, "b2": tc.b2, "eps": tc.eps, "num_steps": tc.steps}
-    return {k: np.asarray(v, dtype) for k, v in values.items()}
+    values = {"lr": tc.lr, "b1": tc.b1, "b2": tc.b2, "eps": tc.eps, "num_steps": tc.steps,
+              "weight_decay": tc.weight_decay, "warmup": tc.warmup, "dropout": tc.dropout}  # fmt: skip
+    return {**{k: np.asarray(v, dtype) for k, v in values.items()}, "seed": np.asarray(tc.seed, np.uint32)}
 
 
-def init_opt_state(optimizer: str, params: Params) -> Any:
+def init_opt_state(optimizer: str | Recipe, params: Params) -> Any:
     """The optimizer's initial state (its structure does not depend on the hyperparameters).
 
     Every optimizer here starts from zeros (tests/test_optim.py checks it against each one's own init), so for
     concrete params the state is numpy zeros of the shapes ``jax.eval_shape`` gives, put on the device: no
     program to compile (built op by op the init compiled a program per parameter shape). Under a transformation
-    (jit, vmap) it is the optimizer's own init."""
-    init = make_optimizer(optimizer, 1.0, 1).init
+    (jit, vmap) it is the optimizer's own init. A ``Recipe`` with weight decay makes AdamW's state."""
+    recipe = optimizer if isinstance(optimizer, Recipe) else Recipe(optimizer)
+    init = make_optimizer(recipe.optimizer, 1.0, 1, weight_decay=0.0 if recipe.weight_decay else None).init
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
         return init(params)
     return jax.device_put(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(init, params)))
@@ -66,18 +89,23 @@ def step_bytes(config: GPTConfig, batch_size: int, n_docs: int, itemsize: int) -
 
 def check_tokens(tokens_NxT1: Any, n_N: Any, config: GPTConfig, what: str = "tokens") -> None:
     """The checked entry points' guard (``train``, ``evaluate``): ``encode_docs`` output for this config, token
-    ids inside the vocabulary, counts inside the rows; a UserError saying which is not."""
-    t, n = np.asarray(tokens_NxT1), np.asarray(n_N)
+    ids inside the vocabulary, counts inside the rows; a UserError saying which is not. Host arrays or jax
+    arrays (their extremes are computed on their device)."""
+    on_device = isinstance(tokens_NxT1, jax.Array) and isinstance(n_N, jax.Array)
+    t, n = (tokens_NxT1, n_N) if on_device else (np.asarray(tokens_NxT1), np.asarray(n_N))
     if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer):
         raise UserError(f"{what}: expected (N, T+1) integer token ids (encode_docs), got {t.dtype}{list(t.shape)}")
     if t.shape[1] - 1 > config.block_size:
         raise UserError(f"{what}: rows of {t.shape[1]} tokens exceed block_size {config.block_size} + 1")
     if n.shape != (t.shape[0],):
         raise UserError(f"{what}: {t.shape[0]} rows but {list(n.shape)} counts of predicted positions")
+    cols = t.shape[1]
+    if on_device and t.size:  # the extremes computed where the arrays are: no copy of a large corpus to the host
+        t, n = np.asarray([jnp.min(t), jnp.max(t)]), np.asarray([jnp.min(n), jnp.max(n)])
     if t.size and (t.min() < 0 or t.max() >= config.vocab_size):
         raise UserError(f"{what}: token ids {t.min()}..{t.max()} are outside the vocabulary 0..{config.vocab_size - 1}")
-    if n.size and (n.min() < 0 or n.max() > t.shape[1] - 1):
-        raise UserError(f"{what}: predicted positions {n.min()}..{n.max()} outside 0..{t.shape[1] - 1}")
+    if n.size and (n.min() < 0 or n.max() > cols - 1):
+        raise UserError(f"{what}: predicted positions {n.min()}..{n.max()} outside 0..{cols - 1}")
 
 
 def train_step(
@@ -88,16 +116,26 @@ def train_step(
     n_B: jax.Array,
     *,
     config: GPTConfig,
-    optimizer: str,
+    recipe: Recipe,
     grad: str = "autodiff",
+    step: jax.Array | int = 0,
 ) -> tuple[Params, Any, jax.Array]:
-    """One step: the loss and its gradient, then the optimizer's update. The gradient comes from
-    jax.value_and_grad (``grad`` "autodiff") or the model's hand-written backward pass ("analytic": the MLP's,
-    ``mlp.analytic_value_and_grad``)."""
+    """One step (number ``step``, which picks dropout's key): the loss and its gradient, then the optimizer's
+    update. The gradient comes from jax.value_and_grad (``grad`` "autodiff") or the model's hand-written backward
+    pass ("analytic": the MLP's, ``mlp.analytic_value_and_grad``)."""
     hp = hparams
-    opt = make_optimizer(optimizer, hp["lr"], hp["num_steps"], hp["b1"], hp["b2"], hp["eps"])
-    value_and_grad = analytic_gradient(config) if grad == "analytic" else jax.value_and_grad(loss_fn)
-    loss, grads = value_and_grad(params, tokens_BxT1, n_B, config)
+    opt = make_optimizer(
+        recipe.optimizer, hp["lr"], hp["num_steps"], hp["b1"], hp["b2"], hp["eps"], schedule=recipe.schedule,
+        warmup=hp["warmup"] if recipe.warmup else None,
+        weight_decay=hp["weight_decay"] if recipe.weight_decay else None,
+    )  # fmt: skip
+    if grad == "analytic":
+        loss, grads = analytic_gradient(config)(params, tokens_BxT1, n_B, config)
+    elif recipe.dropout:
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(hp["seed"]), DROPOUT_STREAM), step)
+        loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxT1, n_B, config, dropout_fn(key, hp["dropout"]))
+    else:
+        loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxT1, n_B, config)
     params, opt_state = opt.update(grads, opt_state, params)
     return params, opt_state, loss
 
@@ -114,7 +152,7 @@ def batch_rows(step: jax.Array, batch_size: int, n_docs: int) -> jax.Array:
     return (step * batch_size + jnp.arange(batch_size)) % n_docs
 
 
-@partial(jax.jit, static_argnames=("config", "optimizer", "batch_size", "chunk", "mesh", "grad"))
+@partial(jax.jit, static_argnames=("config", "recipe", "batch_size", "chunk", "mesh", "grad"))
 def train_chunk(
     params: Params,
     opt_state: Any,
@@ -125,7 +163,7 @@ def train_chunk(
     end: jax.Array,
     *,
     config: GPTConfig,
-    optimizer: str,
+    recipe: Recipe,
     batch_size: int,
     chunk: int,
     mesh: Mesh | None = None,
@@ -133,17 +171,19 @@ def train_chunk(
 ) -> tuple[Params, Any, jax.Array]:
     """Run steps start .. start + chunk - 1 (those < ``end``) as one compiled scan; returns the new
     params and optimizer state and the ``chunk`` per-step losses (NaN for skipped steps).
-    With a ``mesh``, each step's batch is split over its ``data`` axis (data parallel); ``grad`` is
-    ``train_step``'s."""
+    With a ``mesh``, each step's batch is split over its ``data`` axis (data parallel); ``recipe`` and ``grad``
+    are ``train_step``'s."""
     n_docs = tokens_NxT1.shape[0]
 
     def step(carry, s):
         def run(carry):
             params, opt_state = carry
             rows = batch_rows(s, batch_size, n_docs)
+            # the corpus may be held in uint8 (data.AsciiDocs): the step's rows are cast, not the corpus
+            tokens_BxT1, n_B = tokens_NxT1[rows].astype(jnp.int32), n_N[rows].astype(jnp.int32)
             params, opt_state, loss = train_step(
-                params, opt_state, hparams, shard_batch(tokens_NxT1[rows], mesh), shard_batch(n_N[rows], mesh),
-                config=config, optimizer=optimizer, grad=grad,
+                params, opt_state, hparams, shard_batch(tokens_BxT1, mesh), shard_batch(n_B, mesh),
+                config=config, recipe=recipe, grad=grad, step=s,
             )  # fmt: skip
             return (params, opt_state), loss
 
@@ -192,6 +232,7 @@ def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: G
     leaf = jax.tree.leaves(params)[0]
     spread = isinstance(leaf, jax.Array) and not leaf.is_fully_addressable  # params on a multi-process mesh
     for toks, n in padded_batches(tokens_NxT1, n_N, batch):
+        toks, n = toks.astype(np.int32, copy=False), n.astype(np.int32, copy=False)  # one program for any dtype
         if spread:  # the documents beside the params, on every process's devices
             toks, n = distributed.put(toks, leaf.sharding), distributed.put(n, leaf.sharding)
         s, c = _eval_sums(params, toks, n, config)  # host arrays: jnp.asarray would compile a copy per shape
@@ -251,11 +292,17 @@ def train(
     check_params(params, config, source="train: params")
     dtype = jax.tree.leaves(params)[0].dtype
     hparams = hparams_of(tc, dtype)
+    recipe = recipe_of(tc)
+    if tc.dropout and config.model != "gpt":
+        raise UserError(f"--model {config.model} has no dropout: drop --dropout")
     if opt_state is None:
-        opt_state = init_opt_state(tc.optimizer, params)
+        opt_state = init_opt_state(recipe, params)
     chunk = max(1, min(chunk or default_chunk(tc.batch_size, config), tc.steps))
     # on the device once; device_put of a host array is a copy, where jnp.asarray compiles a program for it
-    tokens_dev, n_dev = jax.device_put(np.asarray(tokens_NxT1)), jax.device_put(np.asarray(n_N))
+    if isinstance(tokens_NxT1, jax.Array):  # already on the device (run.py puts a large corpus there itself)
+        tokens_dev, n_dev = tokens_NxT1, jax.device_put(n_N)
+    else:
+        tokens_dev, n_dev = jax.device_put(np.asarray(tokens_NxT1)), jax.device_put(np.asarray(n_N))
     if mesh is not None:  # data parallel: everything replicated, the batch split inside train_chunk
         params, opt_state, hparams, tokens_dev, n_dev = jax.device_put(
             (params, opt_state, hparams, tokens_dev, n_dev), NamedSharding(mesh, P())
@@ -275,7 +322,7 @@ def train(
                 np.int32(s),
                 np.int32(end),
                 config=config,
-                optimizer=tc.optimizer,
+                recipe=recipe,
                 batch_size=tc.batch_size,
                 chunk=chunk,
                 mesh=mesh,

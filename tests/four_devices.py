@@ -64,7 +64,7 @@ def data_parallel_part(out: Path) -> None:
 
     from microgpt_jax.devices import DATA_AXIS, device_count, make_mesh
     from microgpt_jax.errors import UserError
-    from microgpt_jax.train import hparams_of, init_opt_state, train, train_chunk
+    from microgpt_jax.train import Recipe, hparams_of, init_opt_state, train, train_chunk
 
     s = data_parallel_setup()
     assert device_count(None, 4) == 4 and device_count(None, 3) == 1  # 3 does not split over 4: one device
@@ -77,7 +77,7 @@ def data_parallel_part(out: Path) -> None:
     params, _, losses = train(s["params"], s["tokens"], s["n"], s["config"], s["tc"], chunk=6, mesh=mesh)
     assert params["wte"].sharding.device_set == set(jax.devices())  # replicated on every device
     # the gathered batch is constrained to the data axis inside the compiled scan
-    fn = partial(train_chunk, config=s["config"], optimizer="sgd", batch_size=4, chunk=6, mesh=mesh)
+    fn = partial(train_chunk, config=s["config"], recipe=Recipe("sgd"), batch_size=4, chunk=6, mesh=mesh)
     args = (s["params"], init_opt_state("sgd", s["params"]), hparams_of(s["tc"], jnp.float32), s["tokens"], s["n"])
     assert "sharding_constraint" in str(jax.make_jaxpr(fn)(*args, 0, 6))
     np.savez(out / "data_parallel.npz", losses=losses, **{k: np.asarray(v) for k, v in params.items()})

@@ -97,7 +97,9 @@ def interrupt_at(monkeypatch, step: int, sig: int) -> None:
 
 
 def test_interrupt_and_resume_is_bit_identical(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) -> None:
-    flags = [*run_flags(tiny_corpus), "--ckpt-every", "37"]
+    # issue 16's recipe: AdamW's state, dropout keys that follow the step, a warm-up and cosine schedule
+    recipe = ["--dropout", "0.1", "--weight-decay", "0.1", "--schedule", "cosine", "--warmup", "20"]
+    flags = [*run_flags(tiny_corpus), "--ckpt-every", "37", *recipe]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["train", "--out", str(full), *flags]) == 0
     interrupt_at(monkeypatch, 111, signal.SIGTERM)

@@ -44,6 +44,11 @@ def test_every_field_has_help_and_round_trips(cls: type) -> None:
     "make, match",
     [
         (lambda: TrainConfig(b1=1.0), "b1"),
+        (lambda: TrainConfig(optimizer="sgd", weight_decay=0.1), "AdamW's"),
+        (lambda: TrainConfig(weight_decay=-1.0), "weight_decay"),
+        (lambda: TrainConfig(dropout=1.0), "dropout"),
+        (lambda: TrainConfig(schedule="step"), "schedule"),
+        (lambda: TrainConfig(steps=10, warmup=10), "shorter than the run"),
         (lambda: TrainConfig(lr=float("nan")), "lr"),
         (lambda: TrainConfig(seed=1.5), "seed"),
         (lambda: TrainConfig(steps=True), "steps"),

@@ -11,6 +11,7 @@ from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.gpt import (
     attention_scores,
+    dropout_fn,
     gpt,
     gpt_step,
     init_kv_cache,
@@ -100,3 +101,23 @@ def test_attention_scores_value_and_gradient_are_the_plain_einsums(dtype, batch)
         for g, w in zip(got, want, strict=True):
             assert g.dtype == dtype
             np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+def test_dropout_is_off_by_default_and_a_pure_function_of_its_key():
+    config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=6)
+    params = init_params(jax.random.key(0), config)
+    tokens = jnp.array([[6, 1, 2, 3, 4, 5]])
+    plain = jax.jit(gpt, static_argnames="config")(params, tokens, config)
+    dropped = jax.jit(lambda p, t, key, rate: gpt(p, t, config, dropout_fn(key, rate)))
+    key = jax.random.key(7)
+    # rate 0 keeps every unit unscaled: the same logits (up to rounding: another program; without dropout the
+    # forward has no dropout operation at all, the original's program)
+    np.testing.assert_allclose(dropped(params, tokens, key, 0.0), plain, atol=1e-6, rtol=0)
+    a = dropped(params, tokens, key, 0.3)
+    np.testing.assert_array_equal(a, dropped(params, tokens, key, 0.3))  # same key, same units
+    assert not np.allclose(a, plain)
+    assert not np.allclose(a, dropped(params, tokens, jax.random.key(8), 0.3))
+    # inverted dropout keeps the expected value: kept units are scaled by 1 / (1 - rate)
+    x = jax.jit(lambda k: dropout_fn(k, 0.25)(jnp.ones(200_000), 0))(key)
+    np.testing.assert_allclose(np.unique(np.asarray(x)), [0.0, 1 / 0.75], rtol=1e-6)
+    assert abs(float(jnp.mean(x)) - 1) < 0.01

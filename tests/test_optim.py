@@ -8,13 +8,48 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import OPTIMIZERS
-from microgpt_jax.optim import adam, linear_decay, make_optimizer, sgd
+from microgpt_jax.optim import adam, linear_decay, lr_schedule, make_optimizer, sgd
 from microgpt_jax.train import init_opt_state
 
 
 def test_linear_decay():
     schedule = linear_decay(0.5, 10)
     assert [float(schedule(t)) for t in (0, 5, 10)] == [0.5, 0.25, 0.0]
+
+
+def test_linear_schedule_without_warmup_is_the_originals_bit_for_bit():
+    t = jnp.arange(1001)
+    np.testing.assert_array_equal(lr_schedule(0.01, 1000)(t), linear_decay(0.01, 1000)(t))
+
+
+def test_cosine_and_warmup_schedules():
+    cosine = lr_schedule(1.0, 100, "cosine")
+    np.testing.assert_allclose([float(cosine(t)) for t in (0, 50, 100)], [1.0, 0.5, 0.0], atol=1e-7)
+    warm = lr_schedule(1.0, 100, "linear", warmup=jnp.asarray(10.0))
+    values = np.asarray(warm(jnp.arange(101)))
+    np.testing.assert_allclose(values[:10], np.arange(1, 11) / 10, rtol=1e-6)  # ramps up to the peak ...
+    np.testing.assert_allclose(values[10:], 1 - np.arange(91) / 90, atol=1e-6)  # ... then decays over the rest
+    # a traced warm-up of 0 (a sweep member without one) is the schedule without warm-up
+    np.testing.assert_allclose(lr_schedule(1.0, 100, "cosine", warmup=jnp.asarray(0.0))(jnp.arange(101)),
+                               cosine(jnp.arange(101)), atol=1e-7)  # fmt: skip
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_schedule(1.0, 100, "step")
+
+
+def test_adamw_decays_weights_and_is_adam_without_decay():
+    params = {"w": jnp.array([[1.0, -2.0]])}
+    zero = {"w": jnp.zeros((1, 2))}
+    # with a zero gradient Adam's step is zero: only the decoupled decay moves the weights, by lr_t * wd * p
+    opt = make_optimizer("adam", 0.1, 10, weight_decay=0.5)
+    new, _ = opt.update(zero, opt.init(params), params)
+    np.testing.assert_allclose(new["w"], params["w"] * (1 - 0.1 * 0.5), rtol=1e-6)
+    grads = {"w": jnp.array([[0.3, -0.7]])}
+    a, b = make_optimizer("adam", 0.1, 10), make_optimizer("adam", 0.1, 10, weight_decay=0.0)
+    pa, _ = a.update(grads, a.init(params), params)
+    pb, _ = b.update(grads, b.init(params), params)
+    np.testing.assert_array_equal(pa["w"], pb["w"])
+    with pytest.raises(ValueError, match="AdamW"):
+        make_optimizer("sgd", 0.1, 10, weight_decay=0.1)
 
 
 def test_sgd_steps_by_hand():

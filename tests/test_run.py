@@ -46,6 +46,27 @@ def test_library_and_cli_runs_are_the_same_run(tiny_corpus: Path, tmp_path: Path
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
 
 
+def test_a_large_corpus_trains_from_its_one_device_copy(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    # a corpus over ONE_COPY_BYTES keeps its tokens on the device only (no host copy beside them): the same run
+    args = (SMALL, TrainConfig(steps=7), DataConfig(path=tiny_corpus, val_size=10))
+    run.train_run(tmp_path / "host", *args, verbose=False)
+    monkeypatch.setattr(run, "ONE_COPY_BYTES", 0)
+    run.train_run(tmp_path / "device", *args, verbose=False)
+    for name in ("metrics.jsonl", "params.safetensors"):
+        assert (tmp_path / "host" / name).read_bytes() == (tmp_path / "device" / name).read_bytes(), name
+
+
+def test_tokens_on_the_device_are_checked_there() -> None:
+    import jax
+
+    from microgpt_jax.train import check_tokens
+
+    tokens, n = np.array([[0, 1, 2], [0, 5, 0]], np.uint8), np.array([2, 1], np.uint8)
+    check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=6, block_size=2))
+    with pytest.raises(UserError, match=r"token ids 0\.\.5 are outside the vocabulary 0\.\.4"):
+        check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=5, block_size=2))
+
+
 @pytest.mark.parametrize(
     "flags, says",
     [
@@ -56,6 +77,10 @@ def test_library_and_cli_runs_are_the_same_run(tiny_corpus: Path, tmp_path: Path
         (["--ste", "10"], "unrecognized arguments: --ste"),  # no abbreviations
         (["--init", "missing.json"], "not found"),
         (["--model", "mlp", "--n-head", "2"], "--model mlp does not use --n-head"),
+        (["--model", "mlp", "--dropout", "0.1"], "--model mlp does not use --dropout"),
+        (["--optimizer", "sgd", "--weight-decay", "0.1"], "weight_decay is AdamW's: use --optimizer adam"),
+        (["--steps", "10", "--warmup", "10"], "must be shorter than the run"),
+        (["--dropout", "1"], "--dropout: must be a finite number >= 0 and < 1"),
     ],
 )
 def test_a_bad_run_leaves_no_directory(tiny_corpus: Path, tmp_path: Path, capsys, flags: list[str], says: str) -> None:

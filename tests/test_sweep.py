@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 
 from microgpt_jax import cli, sweep
-from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs
 from microgpt_jax.devices import usable_cores
 from microgpt_jax.models import init_params
@@ -51,6 +51,22 @@ def test_members_equal_train_one_compile_and_divergence_is_isolated():
         np.testing.assert_allclose(losses, ref_losses, atol=1e-5, rtol=0)
         assert abs(row["val_loss"] - evaluate(params, val_tok, val_n, m.config)) < 1e-5
         assert row["train_loss"] == pytest.approx(float(np.mean(ref_losses[-1:])), abs=1e-5)  # last 10% of 6 or 12
+
+
+def test_members_with_dropout_adamw_and_warmup_equal_train():
+    tok = _tokenizer()
+    grid = {**SMALL, "dropout": [0.0, 0.2], "weight_decay": [0.0, 0.1], "schedule": ["cosine"], "warmup": [2]}
+    members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4, steps=6), grid)
+    assert len(sweep._groups(members)) == 1  # dropout and decay on or off: one program, off at rate 0
+    res = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, chunk=6, progress=False)
+    train_tok, train_n = encode_docs(DOCS[:25], tok, 8)
+    for m, losses in zip(members, res.losses, strict=True):
+        params = init_params(jax.random.key(m.train.seed), m.config, m.train.init_std, False, jnp.float32)
+        _, _, ref_losses = train(params, train_tok, train_n, m.config, m.train, chunk=6)
+        np.testing.assert_allclose(losses, ref_losses, atol=1e-5, rtol=0)
+    command = sweep.train_command(members[-1], DataConfig())
+    assert all(f in command for f in ("--dropout 0.2", "--weight-decay 0.1", "--schedule cosine", "--warmup 2"))
+    assert "--dropout" not in sweep.train_command(sweep.grid_members(GPTConfig(), TrainConfig(), {})[0], DataConfig())
 
 
 def test_member_evaluation_equals_evaluate_for_many_members():

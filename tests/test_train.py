@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,7 @@ from microgpt_jax.data import Tokenizer, encode_docs
 from microgpt_jax.loss import loss_fn, nll_sum
 from microgpt_jax.models import init_params
 from microgpt_jax.optim import adam
-from microgpt_jax.train import evaluate, train
+from microgpt_jax.train import Recipe, evaluate, recipe_of, train
 
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte"]
 TOK = Tokenizer.from_docs(DOCS)
@@ -70,3 +72,18 @@ def test_vmapped_nll_equals_one_member_at_a_time():
     one = jax.jit(nll_sum, static_argnums=3)
     expected = [float(one(jax.tree.map(lambda x, m=m: x[m], params_M), tokens, n, config)[0]) for m in range(16)]
     np.testing.assert_allclose(sums_M, expected, rtol=1e-5)
+
+
+def test_dropout_and_adamw_train_deterministically_and_differ_from_the_original():
+    params0 = init_params(jax.random.key(0), CONFIG)
+    assert recipe_of(TrainConfig()) == Recipe()  # the original's program: no warm-up, decay or dropout in it
+    tc = TrainConfig(steps=8, batch_size=2, lr=0.01, dropout=0.2, weight_decay=0.1, schedule="cosine", warmup=2)
+    assert recipe_of(tc) == Recipe("adam", "cosine", warmup=True, weight_decay=True, dropout=True)
+    a, _, la = train(params0, TOKENS, N, CONFIG, tc, chunk=3)
+    b, _, lb = train(params0, TOKENS, N, CONFIG, tc, chunk=8)  # chunking changes no dropout draw
+    np.testing.assert_array_equal(la, lb)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    _, _, other_seed = train(params0, TOKENS, N, CONFIG, dataclasses.replace(tc, seed=1))
+    _, _, no_dropout = train(params0, TOKENS, N, CONFIG, dataclasses.replace(tc, dropout=0.0))
+    assert not np.allclose(la, other_seed) and not np.allclose(la, no_dropout)
+    assert np.all(np.isfinite(la))

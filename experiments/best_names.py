@@ -44,6 +44,7 @@ QUICK2 = {"dropout": [0.0, 0.1], "schedule": ["cosine"], "weight_decay": [0.1]}
 
 
 def python_cmd(*args: str) -> list[str]:
+    """The ``microgpt-jax`` command line run with this Python."""
     return [sys.executable, "-m", "microgpt_jax", *args]
 
 
@@ -89,6 +90,7 @@ def sweep(name: str, grid: dict, base: dict, corpus: Path, work: Path) -> tuple[
 
 
 def best(rows: list[dict]) -> dict:
+    """The member with the lowest validation loss among those that did not diverge."""
     ok = [r for r in rows if not r["diverged"] and r["val_loss"] is not None]
     if not ok:
         sys.exit("error: every member diverged: lower the stage's learning rates")
@@ -112,6 +114,7 @@ def group_rate(rows: list[dict]) -> tuple[dict, float]:
 
 
 def train_flags(row: dict, steps: int, warmup: int) -> list[str]:
+    """The ``train`` flags of a sweep member's architecture and recipe."""
     keys = ("n_layer", "n_embd", "n_head", "block_size", "lr", "batch_size", "dropout", "weight_decay", "schedule")
     out = []
     for k in keys:
@@ -147,6 +150,7 @@ def curve_plot(metrics: Path, path: Path, title: str) -> None:
 
 
 def table(rows: list[dict], keys: list[str]) -> list[str]:
+    """A markdown table of a stage's members, best first."""
     out = ["| " + " | ".join([*keys, "val_loss", "train_loss", "s/member"]) + " |"]
     out.append("|" + " --- |" * len(keys) + " ---: | ---: | ---: |")
     for r in sorted(rows, key=lambda r: (r["val_loss"] is None, r["val_loss"] or 0)):
@@ -190,9 +194,10 @@ def main() -> int:
     # the winner's training (one member on both cores, counted as fast as one member on one core) under its cap.
     rate = b1["steps"] / b1["seconds"]
     per_group = math.prod(len(v) for k, v in grid2.items() if k != "schedule")
-    slots = len(grid2["schedule"]) * (per_group + per_group % 2)
+    cores = os.cpu_count() or 1  # the sweep makes a device per core and pads each group to a multiple
+    slots = len(grid2["schedule"]) * -(-per_group // cores) * cores
     steps2 = int(min(STAGE2_SECONDS * rate / slots, WINNER_SECONDS * rate / 2) // 500 * 500)
-    steps2 = 100 if args.quick else max(steps2, 2000)
+    steps2 = 100 if args.quick else max(steps2, 500)
     warmup = steps2 // 20
     base2 = {k: b1[k] for k in ("n_embd", "n_layer", "n_head", "block_size", "lr", "batch_size")}
     rows2, s2, cmd2 = sweep("stage2", grid2, {**base2, "steps": steps2, "warmup": warmup}, corpus, work)

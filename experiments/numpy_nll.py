@@ -31,10 +31,12 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict, list[str]]:
 
 
 def rmsnorm(x: np.ndarray) -> np.ndarray:
+    """x / sqrt(mean(x^2) + 1e-5) over the last axis, no gain."""
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -61,10 +63,10 @@ def logits(params: dict[str, np.ndarray], ids: list[int], cfg: dict) -> np.ndarr
 
 def held_out(data: str, val_size: int, seed: int = 42) -> list[str]:
     """The last ``val_size`` names after microgpt.py's shuffle."""
-    with open(data, encoding="utf-8") as f:
+    with open(data, encoding="utf-8-sig") as f:  # a byte-order mark is not text
         docs = [line.strip() for line in f.read().strip().split("\n") if line.strip()]
     random.Random(seed).shuffle(docs)
-    return docs[-val_size:]
+    return docs[len(docs) - val_size :]
 
 
 def mean_nll(params: dict[str, np.ndarray], cfg: dict, vocab: list[str], docs: list[str]) -> float:
@@ -93,6 +95,9 @@ def main() -> int:
         docs = held_out(args.data, args.val_size)
     except (OSError, KeyError, ValueError) as e:
         print(f"error: cannot read the inputs ({e}): check --params and --data", file=sys.stderr)
+        return 2
+    if cfg.get("model", "gpt") != "gpt" or any(len(ch) != 1 for ch in vocab):
+        print("error: this evaluator reads character-level GPT parameters: pass a names run's file", file=sys.stderr)
         return 2
     print(f"{mean_nll(params, cfg, vocab, docs):.6f}")
     return 0

@@ -176,6 +176,11 @@ class TrainConfig(_Config):
                 raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
 
+# TrainConfig fields added after runs were first written, with the value a run from before them had: a config
+# digest leaves them out at that value, so a run written before them keeps its identity (resume, sample, export)
+TRAIN_ADDED_LATER: dict[str, Any] = {"weight_decay": 0.0, "schedule": "linear", "warmup": 0, "dropout": 0.0}
+
+
 @dataclass(frozen=True)
 class DataConfig(_Config):
     """Where the documents come from, their order, the held-out split, and how they become tokens."""

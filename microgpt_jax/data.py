@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -186,8 +187,13 @@ def _ascii_spans(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if len(last):
                 stop = at + int(last[-1]) + 1
             else:
-                more = np.flatnonzero((buf[stop:] == 10) | (buf[stop:] == 13))
-                stop = stop + int(more[0]) + 1 if len(more) else n
+                while stop < n:  # window by window to the line's end
+                    window = buf[stop : stop + _SPAN_CHUNK]
+                    more = np.flatnonzero((window == 10) | (window == 13))
+                    if len(more):
+                        stop += int(more[0]) + 1
+                        break
+                    stop = min(stop + _SPAN_CHUNK, n)
         chunk = buf[at:stop]
         breaks = np.flatnonzero((chunk == 10) | (chunk == 13))
         line_start = np.concatenate([[0], breaks + 1])
@@ -220,7 +226,11 @@ class AsciiDocs(Sequence[str]):
     def __len__(self) -> int:
         return len(self.order)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         d = self.order[i]
@@ -230,10 +240,17 @@ class AsciiDocs(Sequence[str]):
         return (self[k] for k in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return False
+        return len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which are unhashable
 
     def __add__(self, other: Sequence[str]) -> list[str]:
         return list(self) + list(other)
+
+    def __radd__(self, other: Sequence[str]) -> list[str]:
+        return list(other) + list(self)
 
     def __repr__(self) -> str:
         return f"AsciiDocs({len(self)} documents)"
@@ -304,9 +321,13 @@ def _ascii_corpus(raw: bytes, data: DataConfig, tokenizer: Tokenizer | None, sou
         used |= np.bincount(buf[at : at + _SPAN_CHUNK], minlength=256) > 0
     used[[10, 13]] = False  # line breaks end documents
     for c in np.flatnonzero(used & _ASCII_SPACE):  # a space or tab counts only where it is inside a document
-        where = np.flatnonzero(buf == c)
-        doc = np.searchsorted(starts, where, side="right") - 1
-        used[c] = bool(np.any((doc >= 0) & (where < ends[np.maximum(doc, 0)])))
+        used[c] = False
+        for at in range(0, len(buf), _SPAN_CHUNK):
+            where = np.flatnonzero(buf[at : at + _SPAN_CHUNK] == c) + at
+            doc = np.searchsorted(starts, where, side="right") - 1
+            if np.any((doc >= 0) & (where < ends[np.maximum(doc, 0)])):
+                used[c] = True
+                break
     if tokenizer is None:
         tokenizer = Tokenizer("char", tuple(chr(c) for c in np.flatnonzero(used)))
     else:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from microgpt_jax.config import TRAIN_ADDED_LATER
 from microgpt_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -221,8 +222,12 @@ def open_existing(run_dir: str | os.PathLike) -> RunDir:
 
 def config_digest(doc: dict[str, Any]) -> str:
     """SHA-256 of what defines a run's numbers in config.json (model, train, data, init): a checkpoint
-    records it, and resuming refuses a config that was edited since."""
+    records it, and resuming refuses a config that was edited since. Training fields added later are left out
+    at the value runs had before them (``config.TRAIN_ADDED_LATER``): an older run's digest stays what it was."""
     keep = {k: doc.get(k) for k in ("model", "train", "data", "init")}
+    if isinstance(keep["train"], dict):
+        later = TRAIN_ADDED_LATER
+        keep["train"] = {k: v for k, v in keep["train"].items() if not (k in later and v == later[k])}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 

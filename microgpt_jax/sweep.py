@@ -105,7 +105,11 @@ def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str
         point = dict(zip(keys, values, strict=True))
         config = dataclasses.replace(base_config, **{k: v for k, v in point.items() if k in MODEL_KEYS})
         train = {**base_train.to_dict(), **{k: v for k, v in point.items() if k in TRAIN_KEYS}}
-        members.append(Member(i, config, TrainConfig(**train)))
+        try:
+            members.append(Member(i, config, TrainConfig(**train)))
+        except UserError as e:  # the grid is a cross product: say which combination cannot be trained
+            where = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in point.items())
+            raise UserError(f"sweep member {i} ({where}): {e}") from None
     return members
 
 
@@ -408,7 +412,7 @@ def sweep_run(
         except OSError as e:
             error = UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out")
     distributed.check_together(error)  # every process stops here when process 0 cannot write
-    n_groups = len({(m.config, m.train.optimizer, m.train.schedule, m.train.batch_size) for m in members})
+    n_groups = len(_groups(members))
     log(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
     t0 = time.perf_counter()
     result = run_sweep(

@@ -264,8 +264,8 @@ def default_chunk(batch_size: int, config: GPTConfig) -> int:
 
 def train(
     params: Params,
-    tokens_NxT1: np.ndarray,
-    n_N: np.ndarray,
+    tokens_NxT1: np.ndarray | jax.Array,
+    n_N: np.ndarray | jax.Array,
     config: GPTConfig,
     train_config: TrainConfig,
     *,
@@ -278,7 +278,8 @@ def train(
 ) -> tuple[Params, Any, np.ndarray]:
     """Train from ``start_step`` to ``train_config.steps``; returns (params, opt_state, losses of the steps run).
 
-    The gradient is ``train_config.grad``'s (see ``train_step``).
+    The gradient is ``train_config.grad``'s (see ``train_step``). The documents (``encode_docs``'s rows, any
+    integer type) may already be on the device: they are used there, not copied.
     ``chunk`` steps run per compiled call (default: ``default_chunk``); a chunk also ends at every step in
     ``boundaries`` (evaluations, checkpoints). ``on_chunk`` is called after each chunk; returning True stops
     the run there.

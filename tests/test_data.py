@@ -157,6 +157,7 @@ def test_ascii_corpus_is_the_plain_path_in_numpy(tmp_path, monkeypatch, lowercas
     docs = [t.lower() if lowercase else t for _, t in parse_lines(ASCII_TEXT)]
     train, val = split_docs(shuffle_docs(docs, shuffle_seed), 30)
     assert fast.train_docs == train and fast.val_docs == val and list(fast.val_docs) == val
+    assert val + fast.train_docs == val + train and fast.val_docs != "".join(val)
     assert fast.tokenizer == Tokenizer.from_docs(docs)  # the space and \x00 inside documents, no stripped byte
     for block_size in (4, 16, 40):
         got = fast.encoded(block_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -250,3 +251,24 @@ def test_a_run_written_before_the_word_tokenizer_loads_and_resumes(tmp_path: Pat
     same_data = DataConfig(path=corpus, val_size=2, shuffle_seed=None)
     ft = run.train_run(tmp_path / "ft", None, TrainConfig(steps=41), same_data, init=legacy, verbose=False)
     assert ft.tokenizer == loaded.tokenizer and ft.config == loaded.config
+
+
+def test_a_run_written_before_the_recipe_options_keeps_its_identity(tmp_path: Path) -> None:
+    """tests/data/legacy_v3/run was written by the code before weight decay, schedules, warm-up and dropout
+    (714d60f): its config.json has none of those fields. Its config digest, recorded in its checkpoint and its
+    params.safetensors, must still be the one computed now (it was not: such runs could not be resumed,
+    sampled or exported), and it samples what its training printed."""
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(LEGACY.parent / "legacy_v3" / "run", legacy)
+    info = json.loads((legacy / "config.json").read_text())
+    assert "dropout" not in info["train"] and "weight_decay" not in info["train"]
+    manifest = json.loads((legacy / "checkpoint" / "checkpoint.json").read_text())
+    assert run.RunSpec.read(legacy).digest() == manifest["config_sha256"]
+    loaded = run.load_run(legacy)
+    assert run.sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["bab", "bbc", "abb", "aab"]
+    # a recipe option that is on is part of the identity
+    spec = run.RunSpec.read(legacy)
+    changed = dataclasses.replace(spec, train=dataclasses.replace(spec.train, dropout=0.1))
+    assert changed.digest() != spec.digest()

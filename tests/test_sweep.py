@@ -16,6 +16,7 @@ from microgpt_jax import cli, sweep
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
 from microgpt_jax.data import Tokenizer, encode_docs
 from microgpt_jax.devices import usable_cores
+from microgpt_jax.errors import UserError
 from microgpt_jax.models import init_params
 from microgpt_jax.train import evaluate, train
 
@@ -67,6 +68,12 @@ def test_members_with_dropout_adamw_and_warmup_equal_train():
     command = sweep.train_command(members[-1], DataConfig())
     assert all(f in command for f in ("--dropout 0.2", "--weight-decay 0.1", "--schedule cosine", "--warmup 2"))
     assert "--dropout" not in sweep.train_command(sweep.grid_members(GPTConfig(), TrainConfig(), {})[0], DataConfig())
+
+
+def test_a_grid_point_that_cannot_train_is_named():
+    grid = {"optimizer": ["adam", "sgd"], "weight_decay": [0.1]}
+    with pytest.raises(UserError, match=r"sweep member 1 \(--optimizer sgd, --weight-decay 0.1\): weight_decay"):
+        sweep.grid_members(GPTConfig(), TrainConfig(), grid)
 
 
 def test_member_evaluation_equals_evaluate_for_many_members():

@@ -120,6 +120,7 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path: Path, tiny_corpus: Path
     assert steps == list(range(300))
 
 
+@pytest.mark.slow
 def test_sigint_in_a_subprocess_then_resume(tmp_path: Path, tiny_corpus: Path, capsys) -> None:
     """Ctrl-C a real run mid-way; resuming it gives the uninterrupted run's parameters bit for bit."""
     flags = run_flags(tiny_corpus, steps=4000)

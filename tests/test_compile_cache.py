@@ -225,6 +225,7 @@ def _numbers(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if " s, compile included" not in line and "steps/s" not in line]
 
 
+@pytest.mark.slow
 def test_program_compiles_four_programs_hits_the_cache_off_writes_nothing(tiny_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     base = {"HOME": str(home), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
@@ -272,6 +273,7 @@ print(json.dumps({"before": before, "after": after}))
 """
 
 
+@pytest.mark.slow
 def test_importing_and_calling_the_library_leave_the_cache_off(tiny_corpus: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "MICROGPT_JAX_DATA": str(tiny_corpus),
            "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}  # fmt: skip

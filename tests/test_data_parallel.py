@@ -17,6 +17,7 @@ def test_device_count_on_one_device():
         device_count(2, 4)  # this process sees one CPU device
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(four_devices):
     """The batch split over a ``data`` mesh of 4 devices gives the single device's losses and parameters."""
     from four_devices import data_parallel_setup

@@ -29,6 +29,8 @@ SWEEP += ["--no-progress"]
 LONG = ["train", "--out", "run", *DATA, *MODEL, "--batch-size", "2", "--steps", "160", "--num-samples", "4"]
 LONG += ["--ckpt-every", "10", "--eval-every", "80"]  # chunks of 10 steps: the processes agree every 10 steps
 
+pytestmark = pytest.mark.slow  # separate processes joining a job: run by CI in its slow pass
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}

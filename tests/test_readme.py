@@ -64,6 +64,7 @@ def missing_input(argv: list[str], root: Path) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_as_printed(scratch: Path, monkeypatch, capsys) -> None:
     """Every command on the names corpus; the word-level ones need the book's corpora (test_words.py runs them)."""
     monkeypatch.chdir(scratch)
@@ -84,6 +85,7 @@ def test_every_readme_command_runs_as_printed(scratch: Path, monkeypatch, capsys
     assert skipped == ["../shared/data/grade1_sentences.txt", "runs/words", "../shared/data/questions.txt"]
 
 
+@pytest.mark.slow
 def test_readme_python_examples_run(scratch: Path, monkeypatch) -> None:
     monkeypatch.chdir(scratch)
     monkeypatch.setenv("MICROGPT_JAX_DATA", str(scratch / "names.txt"))

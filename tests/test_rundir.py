@@ -42,6 +42,7 @@ def test_files_a_run_did_not_write_are_never_touched(tmp_path: Path, tiny_corpus
     assert rc == 2 and "(todo.txt)" in err and os.listdir(tmp_path / "notes") == ["todo.txt"]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_replaced_only_with_overwrite_and_only_when_complete(
     tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys
 ) -> None:

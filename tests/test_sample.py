@@ -76,6 +76,7 @@ def test_bad_temperature(temperature):
         sample(params, CONFIG, TOK, jax.random.key(0), 2, temperature)
 
 
+@pytest.mark.slow
 def test_samples_spread_over_devices_equal_one_device(four_devices):
     """With 4 (simulated CPU) devices the rows are split over them; a key gives the same names as on one."""
     from four_devices import SAMPLE_CUT

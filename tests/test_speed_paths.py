@@ -27,8 +27,15 @@ def _data(n_docs: int = 13) -> tuple[np.ndarray, np.ndarray]:
     return tokens, n
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize(
+    "optimizer, batch_size",
+    [
+        ("adam", 1),
+        ("sgd", 3),
+        pytest.param("adam", 3, marks=pytest.mark.slow),
+        pytest.param("sgd", 1, marks=pytest.mark.slow),
+    ],
+)
 def test_chunked_equals_unchunked_bitwise(optimizer: str, batch_size: int) -> None:
     tokens, n = _data()
     tc = TrainConfig(optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.5, steps=30, batch_size=batch_size)
@@ -43,6 +50,7 @@ def test_chunked_equals_unchunked_bitwise(optimizer: str, batch_size: int) -> No
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_bench_quick_json() -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("MICROGPT_JAX_DATA", None)  # synthetic data: no corpus needed

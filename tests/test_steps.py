@@ -22,6 +22,7 @@ def steps():
     return module
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_table_plots_and_json(steps, tiny_corpus, tmp_path) -> None:
     out = tmp_path / "results"
     argv = ["--quick", "--data", str(tiny_corpus), "--val-size", "5", "--out", str(out), "--num-samples", "2"]
@@ -68,6 +69,7 @@ def test_commands_are_the_rows(steps) -> None:
         assert (model, train, sample) == run.configs(20), run.label
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_no_results_unless_asked(steps, tiny_corpus, tmp_path, monkeypatch, capsys) -> None:
     """--quick once overwrote the tracked experiments/results/ files with quick-mode figures."""
     monkeypatch.setattr(steps, "RESULTS", tmp_path / "results")  # where a default would have written

@@ -55,6 +55,7 @@ def test_held_out_split_is_the_runs(words, tmp_path: Path) -> None:
     assert words.held_out_sentences(path, 42, 7, lowercase=True) == corpus.val_docs
 
 
+@pytest.mark.slow
 def test_quick_run_end_to_end(words, tmp_path: Path, monkeypatch, capsys) -> None:
     data, questions = tmp_path / "sentences.txt", tmp_path / "questions.txt"
     data.write_text("\n".join(SENTENCES * 4) + "\n")

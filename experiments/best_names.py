@@ -156,7 +156,8 @@ def anchors(test_loss: float) -> list[str]:
         "",
         "| model | parameters | held-out NLL | split |",
         "| --- | ---: | ---: | --- |",
-        f"| this search's winner | see above | **{test_loss:.4f}** | last 1,000 names after microgpt's seed-42 shuffle |",
+        f"| this search's winner | see above | **{test_loss:.4f}** | "
+        "last 1,000 names after microgpt's seed-42 shuffle |",
         "| makemore's default transformer, 4 layers x 64 | about 200K | about 1.92 (test) | 1,000 test names by "
         "`torch.randperm`, seed 3407 |",
         "| Zero to Hero part 5, WaveNet-style MLP | 76K | 1.9937 (dev) | the lecture's 80/10/10 split |",

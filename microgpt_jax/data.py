@@ -303,8 +303,9 @@ class Corpus:
         return out[0], out[1], out[2], out[3]
 
 
-def _ascii_corpus(raw: bytes, data: DataConfig, tokenizer: Tokenizer | None, source: str) -> Corpus | None:
+def _ascii_corpus(raw: bytes, data: DataConfig, tokenizer: Tokenizer | None, path: Path) -> Corpus | None:
     """``load_corpus`` for an ASCII file and the character tokenizer, in numpy; None for any other corpus."""
+    source = str(path)
     if data.tokenizer not in (None, "char") or (tokenizer is not None and tokenizer.kind != "char"):
         return None
     raw = raw.removeprefix(b"\xef\xbb\xbf")
@@ -348,7 +349,7 @@ def _ascii_corpus(raw: bytes, data: DataConfig, tokenizer: Tokenizer | None, sou
     lengths = lengths.astype(_narrowest(int(lengths.max())))
     del ends
     train = AsciiDocs(buf, starts, lengths, order_N[:cut])
-    return Corpus(Path(source), train, AsciiDocs(buf, starts, lengths, order_N[cut:]), tokenizer)
+    return Corpus(path, train, AsciiDocs(buf, starts, lengths, order_N[cut:]), tokenizer)
 
 
 def _tokenizer_of(lines: Sequence[tuple[int, str]], kind: str, source: str) -> Tokenizer:
@@ -395,9 +396,9 @@ def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
     must be its kind."""
     path = resolve_data_path(data.path)
     raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file, one document per line, with --data PATH")
-    fast = _ascii_corpus(raw, data, tokenizer, str(path))
+    fast = _ascii_corpus(raw, data, tokenizer, path)
     if fast is not None:
-        return Corpus(path, fast.train_docs, fast.val_docs, fast.tokenizer)
+        return fast
     lines = parse_lines(raw, str(path))
     del raw
     if data.lowercase:

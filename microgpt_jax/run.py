@@ -658,15 +658,15 @@ def _train_loop(
     final evaluation, params.safetensors and the samples."""
     from tqdm import tqdm
 
-    from microgpt_jax.train import check_tokens, train
     from microgpt_jax.train import evaluate as evaluate_now
+    from microgpt_jax.train import train
 
     config, tc, rc = spec.model, spec.train, spec.run
     _header(corpus, models.num_params(params), log)
     train_tokens, train_n, val_tokens, val_n = corpus.encoded(config.block_size)
     if n_dev == 1 and train_tokens.nbytes > ONE_COPY_BYTES:  # a large corpus: its tokens on the device only
-        check_tokens(train_tokens, train_n, config)
-        train_tokens, train_n = jax.device_put(train_tokens), jax.device_put(train_n)  # the host copies are freed
+        # the host copies are freed; train() checks the tokens where they are
+        train_tokens, train_n = jax.device_put(train_tokens), jax.device_put(train_n)
     metrics = rundir.Metrics(rd.path / METRICS_FILE, append=start > 0, enabled=distributed.lead())
     guard.run_dir = rd.path
     guard.lead = distributed.lead()

@@ -108,7 +108,7 @@ def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str
         try:
             members.append(Member(i, config, TrainConfig(**train)))
         except UserError as e:  # the grid is a cross product: say which combination cannot be trained
-            where = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in point.items())
+            where = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in point.items() if v is not None)
             raise UserError(f"sweep member {i} ({where}): {e}") from None
     return members
 

@@ -522,6 +522,7 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     if "seeds" in given:
         grid["seed"] = list(range(given["seeds"]))
     grid.setdefault("lr", [None])  # each optimizer's default lr
+    sweep.grid_members(GPTConfig(), base_train, grid)  # a grid point that cannot train: before the corpus is read
     with precision(base_train.x64):
         corpus = load_corpus(data)
         members = sweep.grid_members(GPTConfig(vocab_size=corpus.tokenizer.vocab_size), base_train, grid)

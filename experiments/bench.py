@@ -38,7 +38,7 @@ In-process figures (medians of ``--repeats`` timed runs after a warm-up run that
 - ``b1_steps_per_s``: the original recipe (microgpt config, batch 1, Adam) through ``train.train`` with one
   chunk per 1000 steps; ``b1_steps_per_s_default_chunk`` the same with train's default chunking
   (``train.default_chunk``: 1000 steps at batch 1 today, so the two should agree up to noise).
-  ``b1_compile_s``: trace + compile of that training program (``train_chunk.lower(...).compile()``).
+  ``b1_compile_s``: trace + compile of that training program (``train.chunk_program``'s, with its options).
 - ``naive_b1_steps_per_s``: the usual first JAX port, written below: a per-step
   ``jax.jit(jax.value_and_grad(loss_fn))`` and a jitted optax Adam update called from a Python loop that
   slices the batch on the host and reads the loss back every step (as the original prints it). It uses the
@@ -96,7 +96,7 @@ from microgpt_jax.loss import loss_fn
 from microgpt_jax.models import init_params
 from microgpt_jax.optim import linear_decay
 from microgpt_jax.sample import sample_tokens
-from microgpt_jax.train import Recipe, hparams_of, init_opt_state, train, train_chunk
+from microgpt_jax.train import Recipe, chunk_program, hparams_of, init_opt_state, train
 
 BATCH = 256
 
@@ -158,13 +158,16 @@ def project_train(
 
 
 def compile_seconds(tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch: int, chunk: int) -> float:
-    """Trace + compile of the training program (one ``train_chunk``), bypassing jit's cache."""
+    """Trace + compile of the training program a default-length run at ``batch`` compiles (``train.chunk_program``:
+    its compiler options), bypassing jit's cache."""
     tc = TrainConfig(batch_size=batch)
     params = init_params(jax.random.key(0), config)
     args = (params, init_opt_state(tc.optimizer, params), hparams_of(tc, jnp.float32), tokens, n)
     start, end = jnp.int32(0), jnp.int32(chunk)
+    program, _ = chunk_program(batch, config, tc.steps, None)
+    jax.clear_caches()
     t0 = time.perf_counter()
-    train_chunk.lower(*args, start, end, config=config, recipe=Recipe(), batch_size=batch, chunk=chunk).compile()
+    program.compile_ahead(*args, start, end, config=config, recipe=Recipe(), batch_size=batch, chunk=chunk)
     return time.perf_counter() - t0
 
 

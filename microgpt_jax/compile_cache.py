@@ -8,10 +8,11 @@ The program turns it on; the library never does (importing it changes no JAX set
 - a directory path (``~`` expanded): that directory;
 - unset: ``$XDG_CACHE_HOME/microgpt_jax``, else ``~/.cache/microgpt_jax``.
 
-The directory is created private to the user (mode 0700). Whoever can write a compilation cache can make the
-process run code of their choosing (JAX's documentation says as much), so an existing directory that is
-writable by group or others, or owned by another user, is refused: one warning line and the run goes on
-without a cache.
+Beside JAX's entries, the subdirectory ``executables`` keeps each program whole (``executables.py``), so a
+warm run does not even trace it. The directory is created private to the user (mode 0700). Whoever can write
+a compilation cache can make the process run code of their choosing (JAX's documentation says as much), so an
+existing directory that is writable by group or others, or owned by another user, is refused: one warning
+line and the run goes on without a cache.
 
 A cache must never fail a run. JAX already catches errors reading or writing entries (a read-only or full
 disk, a file another run is still writing) and reports each as a Python warning; this module makes the first
@@ -32,8 +33,11 @@ from typing import TextIO
 
 import jax
 
+from microgpt_jax import executables
+
 CACHE_ENV = "MICROGPT_JAX_CACHE"
 OFF = frozenset({"", "off", "0", "no", "false", "none"})
+EXECUTABLES = "executables"  # the subdirectory of whole compiled programs (executables.py)
 
 # the warnings JAX's compiler emits when a persistent-cache read or write fails (jax/_src/compiler.py)
 _JAX_CACHE_WARNING = re.compile(r"Error (reading|writing) persistent compilation cache entry")
@@ -62,7 +66,9 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
     mode 0700 if missing; one that is not a directory, is owned by another user or is writable by group or
     others is refused with one ``warning:`` line on stderr (None is returned and JAX's settings are left as
     they were). Cheap: sets JAX config values only, no backend is started. Call it before the first
-    compilation; a later call does not move a cache JAX has already opened."""
+    compilation; a later call does not move a cache JAX has already opened. Whole programs are kept in its
+    ``executables`` subdirectory (``executables.py``) while it is on."""
+    executables.enable(None)
     try:
         path = cache_dir(setting)
     except RuntimeError as e:  # Path.home() without $HOME or a passwd entry
@@ -85,6 +91,7 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
     # fails the compile: off, so a read-only or full cache directory cannot stop a GPU run either
     jax.config.update("jax_persistent_cache_enable_xla_caches", None)
     _one_line_cache_warnings(path)
+    executables.enable(path / EXECUTABLES)
     return path
 
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from microgpt_jax import bigram, mlp, threefry
+from microgpt_jax import bigram, executables, mlp, threefry
 from microgpt_jax.config import MODELS, GPTConfig, TrainConfig
 from microgpt_jax.devices import default_float
 from microgpt_jax.errors import UserError
@@ -197,7 +197,7 @@ def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, d
     sizes = [math.prod(shape) for _, shape in shapes]
     keys = threefry.split(threefry.key(seed, x64), len(shapes))
     bits = np.concatenate([threefry.bits(k, n, jnp.finfo(dtype).bits) for k, n in zip(keys, sizes, strict=True)])
-    flat = np.asarray(_scaled_normal(bits, std, dtype=dtype))
+    flat = np.asarray(executables.call(_scaled_normal, "scaled_normal", bits, std, dtype=dtype))
     params = {}
     for (name, shape), draw in zip(shapes, np.split(flat, np.cumsum(sizes)[:-1]), strict=True):
         params[name] = np.zeros(shape, dtype) if zero_out and name.endswith(("attn_wo", "mlp_fc2")) else draw

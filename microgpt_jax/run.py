@@ -764,19 +764,21 @@ class _CompileAhead:
         import threading
 
         specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
+        x64 = bool(jax.config.jax_enable_x64)  # this thread's setting (a float64 run's is a context, per thread)
         self._thread = threading.Thread(
-            target=self._compile, args=(specs, config, n_val, sc), name="microgpt-jax-compile-ahead", daemon=True
+            target=self._compile, args=(specs, config, n_val, sc, x64), name="microgpt-jax-compile-ahead", daemon=True
         )
         self._thread.start()
 
     @staticmethod
-    def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+    def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig, x64: bool) -> None:
         from microgpt_jax.sample import compile_sample_tokens
         from microgpt_jax.train import compile_evaluate
 
         try:
-            compile_evaluate(specs, n_val, config)
-            compile_sample_tokens(specs, config=config, num_samples=sc.num_samples)
+            with devices.precision(x64):  # the programs the run will call: float64 ones in a float64 run
+                compile_evaluate(specs, n_val, config)
+                compile_sample_tokens(specs, config=config, num_samples=sc.num_samples)
         except Exception:  # the real call raises it, with its context
             pass
 

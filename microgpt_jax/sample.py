@@ -12,14 +12,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from microgpt_jax import distributed, threefry
+from microgpt_jax import distributed, executables, threefry
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.devices import SAMPLE_AXIS, device_count, make_mesh, spans_processes
 from microgpt_jax.errors import UserError
 from microgpt_jax.io import check_params
 from microgpt_jax.models import forward_step, init_cache
 from microgpt_jax.tokenizer import Tokenizer
-from microgpt_jax.xla_options import YNN_OFF, jit_with_cpu_options
+from microgpt_jax.xla_options import O2, YNN_OFF, jit_with_cpu_options
 
 
 def check_filters(top_k: int, top_p: float, vocab_size: int) -> tuple[int, float]:
@@ -144,14 +144,14 @@ def _sample_scan(
 def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0) -> Callable:
     """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
     its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
-    off on CPU (see xla_options)."""
+    off and LLVM -O2 on CPU (see xla_options)."""
     fn = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
     if mesh is not None:
         # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device
         fn = jax.shard_map(
             fn, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
         )
-    return jit_with_cpu_options(fn, YNN_OFF)
+    return jit_with_cpu_options(fn, {**YNN_OFF, **O2})
 
 
 HOST_DRAWS = 1 << 14  # up to this many uniforms are made on the host (threefry.py): about a millisecond
@@ -216,7 +216,8 @@ def sample_tokens(
         u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
     elif jax.process_count() > 1:  # this process's own device: host copies of arrays that may span processes
         params = {k: np.asarray(v) for k, v in params.items()}
-    return _sampler(config, mesh, top_k, top_p)(params, u_SxN, temperature)
+    program = _sampler(config, mesh, top_k, top_p)
+    return executables.call(program, "sample_scan", params, u_SxN, temperature, bound=(config, mesh, top_k, top_p))
 
 
 def compile_sample_tokens(
@@ -230,7 +231,8 @@ def compile_sample_tokens(
         return False
     dtype = params["wte"].dtype
     u_SxN = jax.ShapeDtypeStruct((config.block_size, num_samples), dtype)
-    _sampler(config, None, top_k, top_p).compile_ahead(params, u_SxN, jax.ShapeDtypeStruct((), dtype))
+    program, temperature = _sampler(config, None, top_k, top_p), jax.ShapeDtypeStruct((), dtype)
+    executables.compile_ahead(program, "sample_scan", params, u_SxN, temperature, bound=(config, None, top_k, top_p))
     return True
 
 

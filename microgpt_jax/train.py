@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -21,7 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from microgpt_jax import distributed
+from microgpt_jax import distributed, executables
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.devices import DATA_AXIS
 from microgpt_jax.errors import UserError
@@ -30,6 +29,7 @@ from microgpt_jax.io import check_params
 from microgpt_jax.loss import loss_fn, nll_sum
 from microgpt_jax.models import analytic_gradient
 from microgpt_jax.optim import make_optimizer
+from microgpt_jax.xla_options import FAST_COMPILE, O2, jit_with_cpu_options
 
 Params = dict[str, jax.Array]
 DROPOUT_STREAM = 0x64726F70  # "drop": dropout's keys are fold_in(key(seed), this, step), apart from init's split
@@ -152,8 +152,10 @@ def batch_rows(step: jax.Array, batch_size: int, n_docs: int) -> jax.Array:
     return (step * batch_size + jnp.arange(batch_size)) % n_docs
 
 
-@partial(jax.jit, static_argnames=("config", "recipe", "batch_size", "chunk", "mesh", "grad"))
-def train_chunk(
+CHUNK_STATIC = ("config", "recipe", "batch_size", "chunk", "mesh", "grad")
+
+
+def _train_chunk(
     params: Params,
     opt_state: Any,
     hparams: dict[str, jax.Array],
@@ -197,9 +199,36 @@ def train_chunk(
     return params, opt_state, losses
 
 
-@partial(jax.jit, static_argnames=("config",))
-def _eval_sums(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array, config: GPTConfig):
+train_chunk = jax.jit(_train_chunk, static_argnames=CHUNK_STATIC)
+_train_chunk_o2 = jit_with_cpu_options(_train_chunk, O2, static_argnames=CHUNK_STATIC)
+_train_chunk_quick = jit_with_cpu_options(_train_chunk, FAST_COMPILE, static_argnames=CHUNK_STATIC)
+O2_MAX_WORK = 1 << 17  # a step's work (see step_work) up to which its program is compiled at -O2 (xla_options)
+QUICK_RUN_WORK = 1 << 27  # a run's work (steps x step_work) up to which it is compiled for a quick compile
+
+
+def step_work(batch_size: int, config: GPTConfig) -> int:
+    """A training step's work, taken as B * T * n_layer * n_embd^2 (the default run: 4,096; batch 256: ~1M)."""
+    return batch_size * config.block_size * config.n_layer * config.n_embd**2
+
+
+def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable, str]:
+    """The training program ``train`` runs and its name in the executables store (xla_options says why): small
+    steps at LLVM -O2 (faster to compile, and as fast or faster to run), and for a short run of them (the
+    default run: 1,000 steps of 4,096, the time a step loses is a small part of the ~0.6 s of compile saved)
+    with XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults. Same numbers."""
+    work = step_work(batch_size, config)
+    if mesh is not None or work > O2_MAX_WORK:
+        return train_chunk, "train_chunk"
+    if steps * work <= QUICK_RUN_WORK:
+        return _train_chunk_quick, "train_chunk_quick"
+    return _train_chunk_o2, "train_chunk_O2"
+
+
+def _eval_sums_fn(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array, config: GPTConfig):
     return nll_sum(params, tokens_NxT1, n_N, config)
+
+
+_eval_sums = jit_with_cpu_options(_eval_sums_fn, O2, static_argnames=("config",))
 
 
 def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -220,7 +249,8 @@ def compile_evaluate(params: Any, n_docs: int, config: GPTConfig, batch: int = 1
     if n_docs:
         rows = min(batch, n_docs)
         tokens = jax.ShapeDtypeStruct((rows, config.block_size + 1), np.int32)
-        _eval_sums.lower(params, tokens, jax.ShapeDtypeStruct((rows,), np.int32), config).compile()
+        n = jax.ShapeDtypeStruct((rows,), np.int32)
+        executables.compile_ahead(_eval_sums, "eval_sums", params, tokens, n, config=config)
 
 
 def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, batch: int = 1024) -> float:
@@ -235,7 +265,8 @@ def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: G
         toks, n = toks.astype(np.int32, copy=False), n.astype(np.int32, copy=False)  # one program for any dtype
         if spread:  # the documents beside the params, on every process's devices
             toks, n = distributed.put(toks, leaf.sharding), distributed.put(n, leaf.sharding)
-        s, c = _eval_sums(params, toks, n, config)  # host arrays: jnp.asarray would compile a copy per shape
+        # host arrays: jnp.asarray would compile a copy per shape
+        s, c = executables.call(_eval_sums, "eval_sums", params, toks, n, config=config)
         total += float(s)
         count += int(c)
     return total / count
@@ -258,8 +289,7 @@ def default_chunk(batch_size: int, config: GPTConfig) -> int:
     The work of a step is taken as B * T * n_layer * n_embd^2 (the microgpt config at batch 256: ~50 steps).
     Larger chunks cost fewer host round trips (batch 1 runs ~15% faster at 1000 than at 100); smaller ones
     report progress, write metrics and answer Ctrl-C sooner. Chunking never changes a number."""
-    work = batch_size * config.block_size * config.n_layer * config.n_embd**2
-    return max(1, min(1000, 50_000_000 // work))
+    return max(1, min(1000, 50_000_000 // step_work(batch_size, config)))
 
 
 def train(
@@ -308,13 +338,16 @@ def train(
         params, opt_state, hparams, tokens_dev, n_dev = jax.device_put(
             (params, opt_state, hparams, tokens_dev, n_dev), NamedSharding(mesh, P())
         )
+    program, name = chunk_program(tc.batch_size, config, tc.steps, mesh)
     stops = sorted({b for b in boundaries if start_step < b < tc.steps} | {tc.steps})
     all_losses = []
     s = start_step
     for stop in stops:
         while s < stop:
             end = min(s + chunk, stop)
-            params, opt_state, losses = train_chunk(
+            params, opt_state, losses = executables.call(
+                program,
+                name,
                 params,
                 opt_state,
                 hparams,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from microgpt_jax.compile_cache import CACHE_ENV, cache_dir, enable_compile_cache
+from microgpt_jax.compile_cache import CACHE_ENV, EXECUTABLES, cache_dir, enable_compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 JAX_KEYS = (
@@ -225,8 +226,11 @@ def _numbers(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if " s, compile included" not in line and "steps/s" not in line]
 
 
+PROGRAMS = ["_eval_sums_fn", "_sample_scan", "_scaled_normal", "_train_chunk"]
+
+
 @pytest.mark.slow
-def test_program_compiles_four_programs_hits_the_cache_off_writes_nothing(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_program_compiles_four_programs_keeps_them_whole_off_writes_nothing(tiny_corpus: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     base = {"HOME": str(home), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     train = ["train", "--out", "run", "--data", str(tiny_corpus), *TINY_TRAIN]
@@ -237,23 +241,36 @@ def test_program_compiles_four_programs_hits_the_cache_off_writes_nothing(tiny_c
     # evaluation and sampling, each compiled once (evaluation's and sampling's on a second thread while
     # training's compiles); no eager op-by-op program (a conversion, a key, a draw, zeros) among them
     programs = re.findall(r"Finished XLA compilation of jit\((\w+)\)", first.stderr)
-    assert sorted(programs) == ["_eval_sums", "_sample_scan", "_scaled_normal", "train_chunk"]
+    assert sorted(programs) == PROGRAMS
     compiled = len(programs)
     assert "cache hit" not in first.stderr
     entries = sorted(p.name for p in cache.glob("*-cache"))
-    assert len(entries) == compiled  # every program saved
+    assert len(entries) == compiled  # every program saved by JAX's cache
+    kept = sorted(p.name for p in (cache / EXECUTABLES).iterdir())
+    assert len(kept) == compiled and all(name.endswith(".exe") for name in kept)  # and kept whole
     (tmp_path / "b").mkdir()
     second = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "b")
-    assert second.stderr.count("Persistent compilation cache hit") == compiled  # every program read back
+    # warm: every program read whole, so none is traced, lowered or compiled, nor looked up in JAX's cache
+    for event in ("Finished tracing", "Finished jaxpr to MLIR module conversion", "Finished XLA compilation"):
+        assert not re.findall(rf"{event} (?:jit\()?({'|'.join(PROGRAMS)})\b", second.stderr), event
+    assert "cache hit" not in second.stderr
     assert sorted(p.name for p in cache.glob("*-cache")) == entries
+    assert sorted(p.name for p in (cache / EXECUTABLES).iterdir()) == kept
     assert _numbers(second.stdout) == _numbers(first.stdout)
+    # without the whole programs, JAX's entries serve: each traced again, its compile read back, kept again
+    shutil.rmtree(cache / EXECUTABLES)
+    (tmp_path / "d").mkdir()
+    third = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "d")
+    assert third.stderr.count("Persistent compilation cache hit") == compiled
+    assert sorted(p.name for p in (cache / EXECUTABLES).iterdir()) == kept
+    assert _numbers(third.stdout) == _numbers(first.stdout)
     (tmp_path / "c").mkdir()
     off = _program(train, {**base, CACHE_ENV: "off"}, tmp_path / "c")
     assert "cache hit" not in off.stderr and off.stderr.count("Finished XLA compilation") == compiled
     assert _numbers(off.stdout) == _numbers(first.stdout)
     assert not (tmp_path / "xdg").exists() and not home.exists()  # nothing written anywhere else
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "cache", "tiny.txt"]
-    for d in "abc":
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "cache", "d", "tiny.txt"]
+    for d in "abcd":
         assert (tmp_path / d / "run" / "params.safetensors").read_bytes() == (
             tmp_path / "a" / "run" / "params.safetensors"
         ).read_bytes()

@@ -12,14 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microgpt_jax.xla_options import YNN_MATMULS_ONLY, YNN_OFF, jit_with_cpu_options
+from microgpt_jax.xla_options import O2, YNN_MATMULS_ONLY, YNN_OFF, jit_with_cpu_options
 
 
 def softmax_rows(x: jax.Array, w: jax.Array) -> jax.Array:
     return jax.nn.softmax(x @ w, axis=-1).sum(axis=0)
 
 
-@pytest.mark.parametrize("options", [YNN_OFF, YNN_MATMULS_ONLY])
+@pytest.mark.parametrize("options", [YNN_OFF, YNN_MATMULS_ONLY, O2, {**YNN_OFF, **O2}])
 def test_tuned_program_equals_the_plain_one(options):
     x, w = jax.random.normal(jax.random.key(0), (64, 16)), jax.random.normal(jax.random.key(1), (16, 27))
     got = jit_with_cpu_options(softmax_rows, options)(x, w)

@@ -572,7 +572,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 130
     if joined:
         _leave_job(status)
+    if argv is None:
+        _exit_now(status)
     return status
+
+
+def _exit_now(status: int) -> None:
+    """End the program without the interpreter's teardown of JAX's modules and runtime (~0.25 s here, about a
+    sixth of a warm ``train``), where nothing can be lost by it: every file the command wrote is closed and
+    renamed into place by now, no thread but the main one is still running, and the exit handlers run (the
+    standard streams are flushed). Otherwise, or without JAX loaded, it returns and Python exits as usual."""
+    import atexit
+    import os
+    import threading
+
+    if "jax" not in sys.modules or not hasattr(atexit, "_run_exitfuncs"):
+        return
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): what Python's own exit would also drop
+            pass
+    os._exit(status)
 
 
 def _leave_job(status: int) -> None:

@@ -11,7 +11,9 @@ Off unless ``enable`` named a directory (``compile_cache.enable_compile_cache`` 
 subdirectory of its private cache directory). The same warning as the compilation cache's applies: an entry is
 machine code, and whoever can write the directory can make this process run theirs. A store problem never fails
 a run: an entry that cannot be read is compiled again, and one that cannot be written is not kept. Programs over
-several devices or processes are not kept (they compile through jit as before).
+several devices or processes are not kept (they compile through jit as before), nor one that JAX's persistent
+cache served (an executable read back from it saves as one that fails to run: XLA:CPU "Function ... not found";
+JAX's cache keeps serving such a program, traced each run).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ import jax
 FORMAT = b"microgpt-jax executable 1\n"
 MAX_ENTRY_BYTES = 1 << 30  # an entry larger than this is not read (a program of microgpt's is under a few MB)
 
-_state: dict[str, Any] = {"dir": None, "fingerprint": None}
+_state: dict[str, Any] = {"dir": None, "fingerprint": None, "listening": False}
 _memory: dict[tuple, Any] = {}  # this process's executables by (name, statics, avals)
 _lock = threading.Lock()
+_thread = threading.local()  # .jax_cache_hits: JAX's persistent-cache hits in this thread
+JAX_CACHE_HIT = "/jax/compilation_cache/cache_hits"  # the event JAX records, in the compiling thread
 
 
 def enable(directory: str | os.PathLike | None) -> None:
@@ -43,6 +47,14 @@ def enable(directory: str | os.PathLike | None) -> None:
     _state["dir"] = None if directory is None else Path(directory)
     with _lock:
         _memory.clear()
+    if directory is not None and not _state["listening"]:
+        _state["listening"] = True
+        jax.monitoring.register_event_listener(_count_jax_cache_hits)
+
+
+def _count_jax_cache_hits(event: str, **kwargs: Any) -> None:
+    if event == JAX_CACHE_HIT:
+        _thread.jax_cache_hits = getattr(_thread, "jax_cache_hits", 0) + 1
 
 
 def directory() -> Path | None:
@@ -63,32 +75,55 @@ def call(program: Callable, name: str, *args: Any, bound: Any = None, **static: 
     return compiled(*args)
 
 
-def compile_ahead(program: Callable, name: str, *args: Any, bound: Any = None, **static: Any) -> None:
+def compile_ahead(
+    program: Callable,
+    name: str,
+    *args: Any,
+    bound: Any = None,
+    after_lower: Callable[[], None] | None = None,
+    **static: Any,
+) -> None:
     """Compile the program ``call`` will run for arguments like ``args`` (arrays or jax.ShapeDtypeStruct)
-    without running it: into the store when it is on, else into JAX's own in-process cache."""
-    if prepare(program, name, *args, bound=bound, **static) is None:
-        _compile(program, args, static)
+    without running it: into the store when it is on, else into JAX's own in-process cache. ``after_lower`` is
+    called once the program is traced and lowered, while XLA compiles it (at once when it was kept)."""
+    if prepare(program, name, *args, bound=bound, after_lower=after_lower, **static) is None:
+        _compile(program, args, static, after_lower)
 
 
-def prepare(program: Callable, name: str, *args: Any, bound: Any = None, **static: Any) -> Any:
+def prepare(
+    program: Callable,
+    name: str,
+    *args: Any,
+    bound: Any = None,
+    after_lower: Callable[[], None] | None = None,
+    **static: Any,
+) -> Any:
     """The compiled executable ``call`` would run for arguments like ``args`` (arrays or jax.ShapeDtypeStruct),
-    from memory, disk or a compile; None when the store is off or does not keep such a program."""
+    from memory, disk or a compile (``after_lower`` as ``compile_ahead``'s); None when the store is off or does
+    not keep such a program (``after_lower`` not called)."""
     if _state["dir"] is None:
         return None
     key = _memory_key(name, args, {**static, "bound": bound})
     if key is None:
         return None
     with _lock:
-        if key in _memory:
-            return _memory[key]
-    digest = hashlib.sha256(repr((_fingerprint(), _printable(key))).encode()).hexdigest()
-    path = _state["dir"] / f"{name}-{digest}.exe"
-    compiled = _read(path, digest)
+        compiled = _memory.get(key)
     if compiled is None:
-        compiled = _compile(program, args, static)
-        _write(path, digest, compiled)
-    with _lock:
-        _memory[key] = compiled
+        digest = hashlib.sha256(repr((_fingerprint(), _printable(key))).encode()).hexdigest()
+        path = _state["dir"] / f"{name}-{digest}.exe"
+        compiled = _read(path, digest)
+        if compiled is None:
+            hits = getattr(_thread, "jax_cache_hits", 0)
+            compiled = _compile(program, args, static, after_lower)
+            after_lower = None  # called
+            # an executable JAX's cache read back saves as one that cannot run (XLA:CPU: "Function ... not
+            # found"): only one compiled here is kept; JAX's entry serves such a program until then
+            if getattr(_thread, "jax_cache_hits", 0) == hits:
+                _write(path, digest, compiled)
+        with _lock:
+            _memory[key] = compiled
+    if after_lower is not None:
+        after_lower()
     return compiled
 
 
@@ -184,11 +219,14 @@ def _cpu_features() -> str:
     return platform.processor()
 
 
-def _compile(program: Callable, args: tuple, static: dict) -> Any:
+def _compile(program: Callable, args: tuple, static: dict, after_lower: Callable[[], None] | None = None) -> Any:
     compile_ahead = getattr(program, "compile_ahead", None)
     if compile_ahead is not None:  # xla_options.jit_with_cpu_options: its options, or the plain program
-        return compile_ahead(*args, **static)
-    return program.lower(*args, **static).compile()
+        return compile_ahead(*args, after_lower=after_lower, **static)
+    lowered = program.lower(*args, **static)
+    if after_lower is not None:
+        after_lower()
+    return lowered.compile()
 
 
 def _read(path: Path, digest: str) -> Any:

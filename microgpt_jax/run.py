@@ -726,6 +726,7 @@ def _train_loop(
             params, _, result.losses = train(
                 params, train_tokens, train_n, config, tc, opt_state=opt_state, start_step=start,
                 boundaries=boundaries + guard.boundaries(), on_chunk=on_chunk, mesh=mesh,
+                on_lowered=None if ahead is None else ahead.start,
             )  # fmt: skip
         finally:
             bar.close()
@@ -754,8 +755,9 @@ def _train_loop(
 
 
 class _CompileAhead:
-    """Compiles the evaluation and sampling programs a run ends with on a second thread, started as training's
-    program begins to compile: XLA compiles with Python's lock released, so on a machine with a core to spare
+    """Compiles the evaluation and sampling programs a run ends with on a second thread, started once training's
+    program is traced (``start``; tracing holds Python's lock, so the two would only slow each other), as it
+    begins to compile: XLA compiles with Python's lock released, so on a machine with a core to spare
     the two compiles overlap (a cold run's wait shrinks by the shorter one); with the compilation cache filled
     it only looks the programs up. ``wait()`` before the first evaluation or sample. Best effort: an error here
     is left for the real call to raise."""
@@ -768,7 +770,12 @@ class _CompileAhead:
         self._thread = threading.Thread(
             target=self._compile, args=(specs, config, n_val, sc, x64), name="microgpt-jax-compile-ahead", daemon=True
         )
-        self._thread.start()
+        self._started = threading.Lock()
+
+    def start(self) -> None:
+        """Start compiling (once; later calls do nothing): the run calls it when training's program is traced."""
+        if self._started.acquire(blocking=False):
+            self._thread.start()
 
     @staticmethod
     def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig, x64: bool) -> None:
@@ -783,6 +790,7 @@ class _CompileAhead:
             pass
 
     def wait(self) -> None:
+        self.start()
         self._thread.join()
 
 

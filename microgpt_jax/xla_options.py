@@ -52,10 +52,18 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
     def call(*args: Any, **kwargs: Any) -> Any:
         return run(lambda f: f(*args, **kwargs))
 
-    def compile_ahead(*args: Any, **kwargs: Any) -> Any:
+    def compile_ahead(*args: Any, after_lower: Callable[[], None] | None = None, **kwargs: Any) -> Any:
         """Compile the program a call with arguments like these (arrays or jax.ShapeDtypeStruct) would run; the
-        call then finds it compiled."""
-        return run(lambda f: f.lower(*args, **kwargs).compile())
+        call then finds it compiled. ``after_lower`` is called between tracing and XLA's compile (perhaps twice,
+        where this jaxlib rejects an option and the plain program is lowered again)."""
+
+        def lower_and_compile(f: Callable) -> Any:
+            lowered = f.lower(*args, **kwargs)
+            if after_lower is not None:
+                after_lower()
+            return lowered.compile()
+
+        return run(lower_and_compile)
 
     call.compile_ahead = compile_ahead
     return call

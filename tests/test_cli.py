@@ -73,3 +73,29 @@ print(sorted(m for m in ("jax", "jaxlib", "numpy", "importlib.metadata") if m in
     imported = proc.stderr.strip().splitlines()[-1]
     assert imported == ("['importlib.metadata']" if args == ["--version"] else "[]"), imported
     assert "microgpt-jax" in proc.stdout
+
+
+EXIT_NOW = """
+import atexit, sys, threading
+import jax
+from microgpt_jax.cli import _exit_now
+atexit.register(lambda: print(" handler ran", end=""))
+if "thread" in sys.argv:  # a thread still running: the usual exit, which waits for it
+    done = threading.Event()
+    threading.Thread(target=done.wait, args=(0.2,)).start()
+print("output", end="")
+_exit_now(3)
+print(" returned", end="")
+sys.exit(4)
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_program_ends_without_teardown_only_where_nothing_is_lost(thread: bool) -> None:
+    args = [sys.executable, "-c", EXIT_NOW] + (["thread"] if thread else [])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    if thread:
+        assert (proc.returncode, proc.stdout) == (4, "output returned handler ran")
+    else:  # the exit handlers ran and the buffered output was flushed, with the status given
+        assert (proc.returncode, proc.stdout) == (3, "output handler ran")

@@ -143,3 +143,21 @@ def test_off_or_unkept_arguments_call_the_program(tmp_path: Path) -> None:
     finally:
         executables.enable(None)
     assert entries(tmp_path / "store") == []
+
+
+def test_a_program_jax_cache_served_is_not_kept(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compile_for_real = executables._compile
+
+    def served_by_jax_cache(*args: object) -> object:
+        compiled = compile_for_real(*args)
+        jax.monitoring.record_event(executables.JAX_CACHE_HIT)  # as JAX records a hit, in the compiling thread
+        return compiled
+
+    monkeypatch.setattr(executables, "_compile", served_by_jax_cache)
+    x = np.arange(3, dtype=np.float32)
+    np.testing.assert_allclose(executables.call(tuned, "tuned", x), 2 * np.tanh(x), rtol=1e-6)
+    assert entries(store) == []
+    monkeypatch.setattr(executables, "_compile", compile_for_real)
+    fresh_process(store)
+    executables.call(tuned, "tuned", x)
+    assert len(entries(store)) == 1  # compiled here: kept

@@ -241,7 +241,10 @@ def _read(path: Path, digest: str) -> Any:
             if os.fstat(f.fileno()).st_size > MAX_ENTRY_BYTES:
                 return None
             serialized, in_tree, out_tree = pickle.loads(f.read(MAX_ENTRY_BYTES))
-        return serialize_executable.deserialize_and_load(serialized, in_tree, out_tree)
+        # loaded onto the default device only, which the key asks every argument to be on (by default it would be
+        # loaded for every device of the backend, and a single-device program then wants a shard on each)
+        device = jax.local_devices()[0]
+        return serialize_executable.deserialize_and_load(serialized, in_tree, out_tree, device.client, [device])
     except Exception:  # missing, cut short by a killed writer, or from a jaxlib that reads it no more
         return None
 

@@ -161,3 +161,36 @@ def test_a_program_jax_cache_served_is_not_kept(store: Path, monkeypatch: pytest
     fresh_process(store)
     executables.call(tuned, "tuned", x)
     assert len(entries(store)) == 1  # compiled here: kept
+
+
+SEVERAL_DEVICES = """
+import sys
+import jax, numpy as np
+from microgpt_jax import executables
+traced = []
+def f(x):
+    traced.append(1)
+    return x * 2
+executables.enable(sys.argv[1])
+assert len(jax.devices()) == 3
+out = executables.call(jax.jit(f), "double", np.arange(4, dtype=np.float32))
+print(len(traced), out.tolist())
+"""
+
+
+def test_a_kept_program_runs_on_the_default_device_of_several(tmp_path: Path) -> None:
+    """Read back in a process with three CPU devices, a single-device program is loaded onto the first only (by
+    default it was loaded for all three, and its call wanted three shards)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "3", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", SEVERAL_DEVICES, str(tmp_path / "store")], capture_output=True,
+                              text=True, env=env, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(proc.stdout.split())
+    assert outs[0][0] == "1" and outs[1][0] == "0"  # compiled, then read back whole
+    assert outs[0][1:] == outs[1][1:] == ["[0.0,", "2.0,", "4.0,", "6.0]"]

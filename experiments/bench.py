@@ -167,7 +167,11 @@ def compile_seconds(tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch:
     program, _ = chunk_program(batch, config, tc.steps, None)
     jax.clear_caches()
     t0 = time.perf_counter()
-    program.compile_ahead(*args, start, end, config=config, recipe=Recipe(), batch_size=batch, chunk=chunk)
+    static = {"config": config, "recipe": Recipe(), "batch_size": batch, "chunk": chunk}
+    if hasattr(program, "compile_ahead"):  # xla_options.jit_with_cpu_options: with its options
+        program.compile_ahead(*args, start, end, **static)
+    else:
+        program.lower(*args, start, end, **static).compile()
     return time.perf_counter() - t0
 
 

@@ -577,24 +577,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+FULL_EXIT_ENV = "MICROGPT_JAX_FULL_EXIT"  # set (not "0"): the program ends with Python's own exit
+_WATCHERS = ("cProfile", "profile", "coverage", "pdb", "pyinstrument", "line_profiler")
+
+
 def _exit_now(status: int) -> None:
     """End the program without the interpreter's teardown of JAX's modules and runtime (~0.25 s here, about a
-    sixth of a warm ``train``), where nothing can be lost by it: every file the command wrote is closed and
-    renamed into place by now, no thread but the main one is still running, and the exit handlers run (the
-    standard streams are flushed). Otherwise, or without JAX loaded, it returns and Python exits as usual."""
+    sixth of a warm ``train``), where nothing can be lost by it: no thread but the main one is still running
+    (the files a command writes are closed and renamed into place before it returns), the exit handlers run and
+    the standard streams are flushed. It returns, and Python exits as usual, without JAX loaded, under a
+    profiler, debugger or coverage tool (they write their results at exit), with $MICROGPT_JAX_FULL_EXIT set,
+    or when flushing a stream fails other than by a closed pipe (a full disk must not exit 0)."""
     import atexit
     import os
     import threading
 
     if "jax" not in sys.modules or not hasattr(atexit, "_run_exitfuncs"):
         return
+    if os.environ.get(FULL_EXIT_ENV, "0") != "0" or sys.gettrace() or sys.getprofile():
+        return
+    if any(name in sys.modules for name in _WATCHERS):
+        return
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # | head: what Python's own exit would also drop
+            pass
+        except (OSError, ValueError):
+            return
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (| head): what Python's own exit would also drop
+        except (OSError, ValueError):  # an exit handler's output to a closed pipe
             pass
     os._exit(status)
 

@@ -64,10 +64,11 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
 
     ``setting`` (default ``$MICROGPT_JAX_CACHE``) is resolved by ``cache_dir``. The directory is created with
     mode 0700 if missing; one that is not a directory, is owned by another user or is writable by group or
-    others is refused with one ``warning:`` line on stderr (None is returned and JAX's settings are left as
-    they were). Cheap: sets JAX config values only, no backend is started. Call it before the first
-    compilation; a later call does not move a cache JAX has already opened. Whole programs are kept in its
-    ``executables`` subdirectory (``executables.py``) while it is on."""
+    others is refused with one ``warning:`` line on stderr (None is returned, JAX's settings are left as they
+    were and no whole program is kept). Cheap: sets JAX config values only, no backend is started. Call it
+    before the first compilation; a later call does not move a cache JAX has already opened. Whole programs are
+    kept in its ``executables`` subdirectory (``executables.py``) while it is on (a subdirectory that fails the
+    same checks: a warning line, and JAX's cache alone)."""
     executables.enable(None)
     try:
         path = cache_dir(setting)
@@ -91,7 +92,11 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
     # fails the compile: off, so a read-only or full cache directory cannot stop a GPU run either
     jax.config.update("jax_persistent_cache_enable_xla_caches", None)
     _one_line_cache_warnings(path)
-    executables.enable(path / EXECUTABLES)
+    problem = _prepare(path / EXECUTABLES)
+    if problem:  # JAX's cache stays on; whole programs are not kept
+        _warn(f"not keeping whole programs in {path / EXECUTABLES}: {problem}")
+    else:
+        executables.enable(path / EXECUTABLES)
     return path
 
 

@@ -10,10 +10,12 @@ $XLA_FLAGS, the backend, the device and the CPU's features. A warm run reads the
 Off unless ``enable`` named a directory (``compile_cache.enable_compile_cache`` does, for the program: a
 subdirectory of its private cache directory). The same warning as the compilation cache's applies: an entry is
 machine code, and whoever can write the directory can make this process run theirs. A store problem never fails
-a run: an entry that cannot be read is compiled again, and one that cannot be written is not kept. Programs over
-several devices or processes are not kept (they compile through jit as before), nor one that JAX's persistent
-cache served (an executable read back from it saves as one that fails to run: XLA:CPU "Function ... not found";
-JAX's cache keeps serving such a program, traced each run).
+a run: an entry that cannot be read is compiled again, one that cannot be written is not kept, and one that
+fails on its first call is deleted and the call made by jit instead. Programs over several devices or
+processes are not kept (they compile through jit as before), nor programs whose static arguments show only an
+object's address. A program compiled for the store is never written to JAX's persistent cache: an executable
+read back from there saves as one that fails to run (XLA:CPU: "Function ... not found"), so the store compiles
+its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import pickle
 import platform
 import re
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -32,10 +35,11 @@ from typing import Any
 import jax
 
 FORMAT = b"microgpt-jax executable 1\n"
-MAX_ENTRY_BYTES = 1 << 30  # an entry larger than this is not read (a program of microgpt's is under a few MB)
+MAX_ENTRY_BYTES = 256 << 20  # an entry larger than this is not read (microgpt's programs are under a few MB)
 
 _state: dict[str, Any] = {"dir": None, "fingerprint": None, "listening": False}
 _memory: dict[tuple, Any] = {}  # this process's executables by (name, statics, avals)
+_unverified: dict[int, tuple[tuple, Path]] = {}  # executables read from disk not yet called: id -> (key, path)
 _lock = threading.Lock()
 _thread = threading.local()  # .jax_cache_hits: JAX's persistent-cache hits in this thread
 JAX_CACHE_HIT = "/jax/compilation_cache/cache_hits"  # the event JAX records, in the compiling thread
@@ -47,6 +51,7 @@ def enable(directory: str | os.PathLike | None) -> None:
     _state["dir"] = None if directory is None else Path(directory)
     with _lock:
         _memory.clear()
+        _unverified.clear()
     if directory is not None and not _state["listening"]:
         _state["listening"] = True
         jax.monitoring.register_event_listener(_count_jax_cache_hits)
@@ -72,7 +77,21 @@ def call(program: Callable, name: str, *args: Any, bound: Any = None, **static: 
     compiled = prepare(program, name, *args, bound=bound, **static)
     if compiled is None:
         return program(*args, **static)
-    return compiled(*args)
+    unverified = _unverified.get(id(compiled))
+    if unverified is None:
+        return compiled(*args)
+    key, path = unverified
+    try:  # an entry read from disk runs for the first time: if it cannot, it goes, and jit makes the call
+        out = jax.block_until_ready(compiled(*args))
+    except Exception:
+        with _lock:
+            _memory.pop(key, None)
+            _unverified.pop(id(compiled), None)
+        _unlink(path)
+        return program(*args, **static)
+    with _lock:
+        _unverified.pop(id(compiled), None)
+    return out
 
 
 def compile_ahead(
@@ -109,16 +128,20 @@ def prepare(
     with _lock:
         compiled = _memory.get(key)
     if compiled is None:
-        digest = hashlib.sha256(repr((_fingerprint(), _printable(key))).encode()).hexdigest()
+        try:
+            digest = hashlib.sha256(repr((_fingerprint(), _printable(key))).encode()).hexdigest()
+        except Exception:  # the package's source unreadable, say: such a program is left to jit
+            return None
         path = _state["dir"] / f"{name}-{digest}.exe"
         compiled = _read(path, digest)
-        if compiled is None:
+        if compiled is not None:
+            with _lock:
+                _unverified[id(compiled)] = (key, path)
+        else:
             hits = getattr(_thread, "jax_cache_hits", 0)
-            compiled = _compile(program, args, static, after_lower)
+            compiled = _compile_fresh(program, args, static, after_lower)
             after_lower = None  # called
-            # an executable JAX's cache read back saves as one that cannot run (XLA:CPU: "Function ... not
-            # found"): only one compiled here is kept; JAX's entry serves such a program until then
-            if getattr(_thread, "jax_cache_hits", 0) == hits:
+            if getattr(_thread, "jax_cache_hits", 0) == hits:  # compiled here (JAX's cache holds no store program)
                 _write(path, digest, compiled)
         with _lock:
             _memory[key] = compiled
@@ -154,7 +177,10 @@ def _memory_key(name: str, args: tuple, static: dict) -> tuple | None:
         aval = jax.typeof(x)
         avals.append((tuple(aval.shape), aval.dtype.name, bool(aval.weak_type)))
     statics = tuple(sorted((k, repr(v)) for k, v in static.items()))
-    return (name, statics, str(treedef), tuple(avals), _trace_context())
+    if any(_ADDRESS.search(text) for _, text in statics):  # an object known by its address: not told apart
+        return None
+    settings = tuple(sorted((k, repr(v)) for k, v in jax.config.values.items()))
+    return (name, statics, str(treedef), tuple(avals), _trace_context(), settings)
 
 
 def _trace_context() -> tuple:
@@ -169,9 +195,13 @@ def _trace_context() -> tuple:
         return (x64,)
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _printable(key: tuple) -> str:
-    """``key`` as text that is the same in every process: objects shown by their type, not their address."""
-    return re.sub(r" object at 0x[0-9a-fA-F]+", " object", repr(key))
+    """``key`` as text that is the same in every process. Only the trace context can show an object by its
+    address (JAX's axis environment, empty outside transformations): its type stands for it."""
+    return _ADDRESS.sub("", repr(key))
 
 
 def _fingerprint() -> tuple:
@@ -181,13 +211,15 @@ def _fingerprint() -> tuple:
         import numpy as np
 
         source = hashlib.sha256()
-        for path in sorted(Path(__file__).parent.glob("*.py")):
+        files = sorted(Path(__file__).parent.glob("*.py"))
+        if not files:  # installed without its source (.pyc only): nothing to tell versions apart by
+            raise RuntimeError("no source to fingerprint")
+        for path in files:
             source.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         device = jax.local_devices()[0]
-        settings = sorted((k, repr(v)) for k, v in jax.config.values.items())
         _state["fingerprint"] = (
             FORMAT, source.hexdigest(), sys.version, jax.__version__, jaxlib.__version__, _version("optax"),
-            np.__version__, settings, os.environ.get("XLA_FLAGS", ""), device.platform, device.client.platform_version,
+            np.__version__, os.environ.get("XLA_FLAGS", ""), device.platform, device.client.platform_version,
             device.device_kind, jax.local_device_count(), platform.machine(), _cpu_features(),
         )  # fmt: skip
     return _state["fingerprint"]
@@ -219,6 +251,18 @@ def _cpu_features() -> str:
     return platform.processor()
 
 
+def _compile_fresh(program: Callable, args: tuple, static: dict, after_lower: Callable[[], None] | None) -> Any:
+    """``_compile`` with this thread's programs kept out of JAX's persistent cache (a compile-time floor no
+    compile reaches), so it never holds, and never serves, a program of the store's."""
+    from jax._src import config as jax_config
+
+    floor = getattr(jax_config, "persistent_cache_min_compile_time_secs", None)
+    if floor is None:  # another JAX layout: hits are still caught by their event, and such programs not kept
+        return _compile(program, args, static, after_lower)
+    with floor(float("inf")):
+        return _compile(program, args, static, after_lower)
+
+
 def _compile(program: Callable, args: tuple, static: dict, after_lower: Callable[[], None] | None = None) -> Any:
     compile_ahead = getattr(program, "compile_ahead", None)
     if compile_ahead is not None:  # xla_options.jit_with_cpu_options: its options, or the plain program
@@ -234,11 +278,13 @@ def _read(path: Path, digest: str) -> Any:
     from jax.experimental import serialize_executable
 
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO put there must not block
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
+                return None
             head = f.read(len(FORMAT) + 65)
             if head != FORMAT + digest.encode() + b"\n":
-                return None
-            if os.fstat(f.fileno()).st_size > MAX_ENTRY_BYTES:
                 return None
             serialized, in_tree, out_tree = pickle.loads(f.read(MAX_ENTRY_BYTES))
         # loaded onto the default device only, which the key asks every argument to be on (by default it would be
@@ -261,7 +307,11 @@ def _write(path: Path, digest: str, compiled: Any) -> None:
             f.write(FORMAT + digest.encode() + b"\n" + blob)
         os.replace(tmp, path)
     except Exception:  # a full or read-only disk, or a program this jaxlib cannot serialize: not kept
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        _unlink(tmp)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

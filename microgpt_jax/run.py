@@ -750,7 +750,7 @@ def _train_loop(
     finally:
         metrics.close()
         if ahead is not None:  # on every path: a compile still running when Python exits aborts the process
-            ahead.wait()
+            ahead.join_if_started()
     return _finish(result, rd, guard, log)
 
 
@@ -790,8 +790,15 @@ class _CompileAhead:
             pass
 
     def wait(self) -> None:
+        """Start compiling if training's program did not (resumed runs, say), and wait for it to be done."""
         self.start()
         self._thread.join()
+
+    def join_if_started(self) -> None:
+        """Wait for a compile already running (a compile still running when Python exits aborts the process);
+        one never started is not started now."""
+        if self._started.locked():
+            self._thread.join()
 
 
 @dataclass(frozen=True)

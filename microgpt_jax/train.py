@@ -215,7 +215,8 @@ def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | N
     """The training program ``train`` runs and its name in the executables store (xla_options says why): small
     steps at LLVM -O2 (faster to compile, and as fast or faster to run), and for a short run of them (the
     default run: 1,000 steps of 4,096, the time a step loses is a small part of the ~0.6 s of compile saved)
-    with XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults. Same numbers."""
+    with XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults. The numbers are the same
+    up to float rounding (which program a run gets depends on its steps as well as its shapes)."""
     work = step_work(batch_size, config)
     if mesh is not None or work > O2_MAX_WORK:
         return train_chunk, "train_chunk"
@@ -224,7 +225,9 @@ def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | N
     return _train_chunk_o2, "train_chunk_O2"
 
 
-def _eval_sums_fn(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array, config: GPTConfig):
+def _eval_sums_fn(
+    params: Params, tokens_NxT1: jax.Array, n_N: jax.Array, config: GPTConfig
+) -> tuple[jax.Array, jax.Array]:
     return nll_sum(params, tokens_NxT1, n_N, config)
 
 

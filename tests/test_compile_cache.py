@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import pytest
 
+from microgpt_jax import executables
 from microgpt_jax.compile_cache import CACHE_ENV, EXECUTABLES, cache_dir, enable_compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ def jax_settings() -> Iterator[dict]:
         yield saved
     for k, v in saved.items():
         jax.config.update(k, v)
+    executables.enable(None)
 
 
 @pytest.fixture
@@ -86,12 +88,27 @@ def test_enable_creates_a_private_directory(env: pytest.MonkeyPatch, tmp_path: P
     assert values["jax_persistent_cache_min_entry_size_bytes"] == -1
     assert values["jax_raise_persistent_cache_errors"] is False
     assert values["jax_persistent_cache_enable_xla_caches"] is None
+    assert executables.directory() == path / EXECUTABLES
+    assert stat.S_IMODE((path / EXECUTABLES).stat().st_mode) == 0o700
     # an existing directory of ours that only we can write is used as it is
     mine = tmp_path / "mine"
     mine.mkdir(mode=0o755)
     mine.chmod(0o755)
     assert enable_compile_cache(str(mine)) == mine
     assert stat.S_IMODE(mine.stat().st_mode) == 0o755
+
+
+def test_a_group_writable_executables_directory_keeps_no_program(
+    tmp_path: Path, capsys: pytest.CaptureFixture, jax_settings: dict
+) -> None:
+    cache = tmp_path / "cache"
+    (cache / EXECUTABLES).mkdir(parents=True, mode=0o700)
+    cache.chmod(0o700)
+    (cache / EXECUTABLES).chmod(0o777)
+    assert enable_compile_cache(str(cache)) == cache  # JAX's cache on
+    assert executables.directory() is None  # no whole program kept
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not keeping whole programs" in err and "writable by group or others" in err
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
@@ -244,35 +261,30 @@ def test_program_compiles_four_programs_keeps_them_whole_off_writes_nothing(tiny
     assert sorted(programs) == PROGRAMS
     compiled = len(programs)
     assert "cache hit" not in first.stderr
-    entries = sorted(p.name for p in cache.glob("*-cache"))
-    assert len(entries) == compiled  # every program saved by JAX's cache
     kept = sorted(p.name for p in (cache / EXECUTABLES).iterdir())
-    assert len(kept) == compiled and all(name.endswith(".exe") for name in kept)  # and kept whole
+    assert len(kept) == compiled and all(name.endswith(".exe") for name in kept)  # each kept whole
+    assert not list(cache.glob("*-cache"))  # and none in JAX's cache (read back from there, it would not save)
     (tmp_path / "b").mkdir()
     second = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "b")
-    # warm: every program read whole, so none is traced, lowered or compiled, nor looked up in JAX's cache
+    # warm: every program read whole, so none is traced, lowered or compiled
     for event in ("Finished tracing", "Finished jaxpr to MLIR module conversion", "Finished XLA compilation"):
         assert not re.findall(rf"{event} (?:jit\()?({'|'.join(PROGRAMS)})\b", second.stderr), event
-    assert "cache hit" not in second.stderr
-    assert sorted(p.name for p in cache.glob("*-cache")) == entries
     assert sorted(p.name for p in (cache / EXECUTABLES).iterdir()) == kept
     assert _numbers(second.stdout) == _numbers(first.stdout)
-    # without the whole programs, JAX's entries serve: each traced again and its compile read back, twice (an
-    # executable read back from JAX's cache is not kept whole: it would save as one that cannot run)
+    # without the whole programs (deleted, or kept by another version of the package): compiled and kept again
     shutil.rmtree(cache / EXECUTABLES)
-    for d in "de":
-        (tmp_path / d).mkdir()
-        again = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / d)
-        assert again.stderr.count("Persistent compilation cache hit") == compiled
-        assert not list((cache / EXECUTABLES).glob("*.exe"))
-        assert _numbers(again.stdout) == _numbers(first.stdout)
+    (tmp_path / "d").mkdir()
+    third = _program(train, {**base, CACHE_ENV: str(cache)}, tmp_path / "d")
+    assert sorted(re.findall(r"Finished XLA compilation of jit\((\w+)\)", third.stderr)) == PROGRAMS
+    assert sorted(p.name for p in (cache / EXECUTABLES).iterdir()) == kept
+    assert _numbers(third.stdout) == _numbers(first.stdout)
     (tmp_path / "c").mkdir()
     off = _program(train, {**base, CACHE_ENV: "off"}, tmp_path / "c")
     assert "cache hit" not in off.stderr and off.stderr.count("Finished XLA compilation") == compiled
     assert _numbers(off.stdout) == _numbers(first.stdout)
     assert not (tmp_path / "xdg").exists() and not home.exists()  # nothing written anywhere else
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "cache", "d", "e", "tiny.txt"]
-    for d in "abcde":
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "cache", "d", "tiny.txt"]
+    for d in "abcd":
         assert (tmp_path / d / "run" / "params.safetensors").read_bytes() == (
             tmp_path / "a" / "run" / "params.safetensors"
         ).read_bytes()

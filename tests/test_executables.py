@@ -128,7 +128,7 @@ def test_an_unwritable_store_still_runs(tmp_path: Path) -> None:
         assert float(got) == 9.0
     finally:
         executables.enable(None)
-    assert blocked.read_text() == "not a directory" and not list(tmp_path.glob(".*tmp"))
+    assert blocked.read_text() == "not a directory" and sorted(tmp_path.iterdir()) == [blocked]
 
 
 def test_off_or_unkept_arguments_call_the_program(tmp_path: Path) -> None:
@@ -194,3 +194,48 @@ def test_a_kept_program_runs_on_the_default_device_of_several(tmp_path: Path) ->
         outs.append(proc.stdout.split())
     assert outs[0][0] == "1" and outs[1][0] == "0"  # compiled, then read back whole
     assert outs[0][1:] == outs[1][1:] == ["[0.0,", "2.0,", "4.0,", "6.0]"]
+
+
+def test_an_entry_that_fails_on_its_first_call_is_deleted_and_jit_makes_the_call(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = np.arange(6.0, dtype=np.float32).reshape(2, 3), np.float32(1)
+    executables.call(poly, "poly", x, y, power=2)
+    (entry,) = store.iterdir()
+    fresh_process(store)
+    # what a damaged entry that loads but cannot run looks like: another program's executable
+    other = poly.lower(np.ones((5, 5), np.float32), y, power=2).compile()
+    monkeypatch.setattr(executables, "_read", lambda path, digest: other)
+    got = executables.call(poly, "poly", x, y, power=2)
+    np.testing.assert_allclose(got, (x**2 + y).sum(axis=-1))
+    assert not entry.exists()  # deleted: the next process compiles and keeps it again
+    monkeypatch.undo()
+    fresh_process(store)
+    executables.call(poly, "poly", x, y, power=2)
+    assert TRACES == ["poly"] and len(entries(store)) == 1
+
+
+def test_a_static_argument_known_by_its_address_is_not_kept(store: Path) -> None:
+    class Opaque:  # repr shows only the object's address: two of them could not be told apart on disk
+        pass
+
+    assert executables.prepare(poly, "poly", np.ones(3, np.float32), np.float32(1), power=2, bound=Opaque()) is None
+    assert entries(store) == []
+
+
+def test_a_float64_compile_ahead_on_another_thread_serves_the_call(store: Path) -> None:
+    """The run's compile-ahead thread and its main thread make one key (a float64 run's x64 is a per-thread
+    context): the program is compiled once, in the thread, and the call finds it."""
+    import threading
+
+    def ahead() -> None:
+        with jax.enable_x64(True):
+            executables.compile_ahead(tuned, "tuned", jax.ShapeDtypeStruct((3,), np.float64))
+
+    thread = threading.Thread(target=ahead)
+    thread.start()
+    thread.join()
+    assert TRACES == ["tuned"]
+    with jax.enable_x64(True):
+        got = executables.call(tuned, "tuned", np.ones(3))
+    assert got.dtype == np.float64 and TRACES == ["tuned"] and len(entries(store)) == 1

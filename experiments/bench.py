@@ -88,6 +88,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from microgpt_jax import executables
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.data import DATA_ENV, Tokenizer, encode_docs, load_docs, shuffle_docs
 from microgpt_jax.devices import DATA_AXIS, make_mesh, set_cpu_devices
@@ -164,14 +165,12 @@ def compile_seconds(tokens: np.ndarray, n: np.ndarray, config: GPTConfig, batch:
     params = init_params(jax.random.key(0), config)
     args = (params, init_opt_state(tc.optimizer, params), hparams_of(tc, jnp.float32), tokens, n)
     start, end = jnp.int32(0), jnp.int32(chunk)
-    program, _ = chunk_program(batch, config, tc.steps, None)
+    program, name = chunk_program(batch, config, tc.steps, None)
+    static = {"config": config, "recipe": Recipe(), "batch_size": batch, "chunk": chunk}
     jax.clear_caches()
     t0 = time.perf_counter()
-    static = {"config": config, "recipe": Recipe(), "batch_size": batch, "chunk": chunk}
-    if hasattr(program, "compile_ahead"):  # xla_options.jit_with_cpu_options: with its options
-        program.compile_ahead(*args, start, end, **static)
-    else:
-        program.lower(*args, start, end, **static).compile()
+    # the store of whole programs is off in this process, so this traces and compiles, with the program's options
+    executables.compile_ahead(program, name, *args, start, end, **static)
     return time.perf_counter() - t0
 
 

@@ -266,7 +266,11 @@ class RunGuard:
         self.ckpt_every = ckpt_every
         self.data_sha256 = data_sha256
         self.last_ckpt: int | None = start_step if start_step else None
-        self.signum: int | None = None
+        self.signum: int | None = None  # the signal the run acts on
+        self.received: int | None = None  # the signal this process received
+        # a multi-process job: ``signum`` changes only once the processes agree on it (run._agree_on_chunk), so a
+        # signal arriving between the agreement and the checkpoint cannot make one process stop alone
+        self.agreeing = False
         self.stopped_at: int | None = None
         self.lead = True  # the process that writes (False: the other processes of a multi-process job)
 
@@ -349,7 +353,9 @@ class RunGuard:
 
     def _handle(self, signum: int, frame: Any) -> None:
         # only set the flag (printing here could re-enter a print the signal interrupted)
-        self.signum = signum
+        self.received = signum
+        if not self.agreeing:
+            self.signum = signum
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
 

@@ -418,8 +418,10 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: checkpoi
 
 def _guard(path: Path, spec: RunSpec, start: int) -> checkpoint.RunGuard:
     """The signal, NaN and checkpoint guard of a run (``_train_loop`` adds what its checkpoints record)."""
-    return checkpoint.RunGuard(path, spec.model, spec.train, spec.tokenizer, spec.run.ckpt_every, spec.data_sha256,
-                               start, init=spec.init)  # fmt: skip
+    guard = checkpoint.RunGuard(path, spec.model, spec.train, spec.tokenizer, spec.run.ckpt_every, spec.data_sha256,
+                                start, init=spec.init)  # fmt: skip
+    guard.agreeing = distributed.count() > 1
+    return guard
 
 
 def train_run(
@@ -525,12 +527,12 @@ def _agree_on_chunk(error: UserError | None, guard: checkpoint.RunGuard) -> None
         if error is not None:
             raise error
         return
-    agreed = distributed.agree(None if error is None else str(error), guard.signum)
+    agreed = distributed.agree(None if error is None else str(error), guard.received)
     failure = agreed.first_error()
     if failure is not None:
         raise failure
     if guard.signum is None and agreed.signum is not None:
-        guard.signum = agreed.signum  # a peer's signal: stop here too, as if it came to this process
+        guard.signum = agreed.signum  # a signal any process received: every one stops at this chunk's end
 
 
 def _open_run_dir(open_it: Any, out: Path) -> rundir.RunDir:

@@ -88,16 +88,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from microgpt_jax import executables
 from microgpt_jax.config import GPTConfig, TrainConfig
-from microgpt_jax.data import DATA_ENV, Tokenizer, encode_docs, load_docs, shuffle_docs
-from microgpt_jax.devices import DATA_AXIS, make_mesh, set_cpu_devices
+from microgpt_jax.corpus.documents import encode_docs, load_docs, shuffle_docs
+from microgpt_jax.corpus.source import DATA_ENV
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import exit_status
-from microgpt_jax.loss import loss_fn
-from microgpt_jax.models import init_params
-from microgpt_jax.optim import linear_decay
-from microgpt_jax.sample import sample_tokens
-from microgpt_jax.train import Recipe, chunk_program, hparams_of, init_opt_state, train
+from microgpt_jax.model.init import init_params
+from microgpt_jax.model.loss import loss_fn
+from microgpt_jax.model.optim import linear_decay
+from microgpt_jax.runtime import executables
+from microgpt_jax.runtime.devices import DATA_AXIS, make_mesh, set_cpu_devices
+from microgpt_jax.training.loop import Recipe, chunk_program, hparams_of, init_opt_state, train
+from microgpt_jax.training.sampling import sample_tokens
 
 BATCH = 256
 
@@ -224,12 +226,12 @@ def bench_sweep(members: int, steps: int, repeats: int, chunk: int, devices: int
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from microgpt_jax import sweep
+    from microgpt_jax.training import sweep
 
     docs = synthetic_docs(2000)
     tokenizer = Tokenizer.from_docs(docs)
     config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    mesh = sweep.make_mesh(devices)
+    mesh = sweep.sweep_mesh(devices)
     tok, n = encode_docs(docs, tokenizer, config.block_size)
     shard, rep = NamedSharding(mesh, P(sweep.AXIS)), NamedSharding(mesh, P())
     M = members + (-members % mesh.devices.size)  # padded to fill every device, as run_sweep does
@@ -456,7 +458,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     out.update(bench_sample(params, config, num_samples, r))
     out["sample_batch"] = num_samples
 
-    # sweep_model_steps_per_s: member-steps/s of a vmapped sweep of the microgpt recipe (microgpt_jax.sweep)
+    # sweep_model_steps_per_s: member-steps/s of a vmapped sweep of the microgpt recipe (microgpt_jax.training.sweep)
     out.update(bench_sweep_model(args.quick, r))
 
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; before torch

@@ -1,7 +1,7 @@
 """Which learning rate is best for the original recipe, and how much does the seed matter?
 
 Sweeps lr x seed for microgpt's recipe (1000 steps of one name each, linear decay to zero, N(0, 0.08) init),
-with SGD and with Adam (b1 0.85, b2 0.99), as vmapped programs (``microgpt_jax.sweep``): every member equals
+with SGD and with Adam (b1 0.85, b2 0.99), as vmapped programs (``microgpt_jax.training.sweep``): every member equals
 ``microgpt-jax train --optimizer OPT --lr LR --seed SEED``. The names are shuffled with seed 42 and the
 last 1000 held out, as train does. Writes to ``--out`` (default experiments/results):
 
@@ -32,11 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from microgpt_jax import sweep  # noqa: E402
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig  # noqa: E402
-from microgpt_jax.data import load_corpus  # noqa: E402
+from microgpt_jax.corpus.load import load_corpus  # noqa: E402
 from microgpt_jax.errors import exit_status  # noqa: E402
-from microgpt_jax.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from microgpt_jax.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from microgpt_jax.runs.sweep_dir import best_row, write_results  # noqa: E402
+from microgpt_jax.training import sweep  # noqa: E402
 
 LRS = {
     "adam": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3],
@@ -102,7 +103,7 @@ def report(summary: list[dict], rows: list[dict], seconds: float, members: int, 
         if default is not None:
             text += f"; the original's lr {default['lr']:g} gives {default['mean']:.4f}"
         lines.append(text + ".")
-    best_member = sweep.best_row(rows)
+    best_member = best_row(rows)
     if best_member is not None:
         lines += [
             "",
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = result.rows
-    sweep.write_results(out, rows)
+    write_results(out, rows)
     for name in ("csv", "json"):  # the sweep's generic names, renamed for this experiment
         (out / f"results.{name}").replace(out / f"lr_sweep.{name}")
     summary = summarize(rows)

@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from microgpt_jax import devices
-from microgpt_jax.cli import flag_of
+from microgpt_jax.cli.parser import flag_of
 from microgpt_jax.config import (
     GUIDE_TITLES,
     DataConfig,
@@ -47,13 +46,16 @@ from microgpt_jax.config import (
     TrainConfig,
     step_configs,
 )
-from microgpt_jax.data import Corpus, Tokenizer, load_corpus
+from microgpt_jax.corpus.load import Corpus, load_corpus
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import exit_status
-from microgpt_jax.gradcheck import check_document
-from microgpt_jax.io import atomic_write_bytes, atomic_write_text
-from microgpt_jax.models import init_params, num_params
-from microgpt_jax.run import train_run
-from microgpt_jax.train import train
+from microgpt_jax.files import atomic_write_bytes, atomic_write_text
+from microgpt_jax.model.dtypes import enable_x64
+from microgpt_jax.model.init import init_params
+from microgpt_jax.model.registry import num_params
+from microgpt_jax.runs.fresh import train_run
+from microgpt_jax.training.gradcheck import check_document
+from microgpt_jax.training.loop import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL_FIELDS = {f.name for f in dataclasses.fields(GPTConfig)}
@@ -164,7 +166,7 @@ def step1_vs_step2(corpus: Corpus, steps: int) -> float:
     set back as it was after."""
     losses, was = {}, bool(jax.config.jax_enable_x64)
     try:
-        devices.enable_x64(True)
+        enable_x64(True)
         for step in (1, 2):
             model, tc, _ = step_configs(step, train={"x64": True, "steps": steps})
             model = dataclasses.replace(model, vocab_size=corpus.tokenizer.vocab_size)
@@ -172,7 +174,7 @@ def step1_vs_step2(corpus: Corpus, steps: int) -> float:
             params = init_params(jax.random.key(tc.seed), model, tc.init_std, tc.init_zero_out, jnp.float64)
             losses[step] = train(params, tokens_NxT1, n_N, model, tc)[2]
     finally:
-        devices.enable_x64(was)
+        enable_x64(was)
     return float(np.max(np.abs(losses[1] - losses[2])))
 
 

@@ -25,11 +25,11 @@ def measure(data: str | None, steps: int, seeds: int, x64: bool) -> dict[str, fl
 
     import numpy as np
 
-    from microgpt_jax import sweep
     from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
-    from microgpt_jax.data import load_corpus
-    from microgpt_jax.devices import enable_x64
-    from microgpt_jax.run import train_run
+    from microgpt_jax.corpus.load import load_corpus
+    from microgpt_jax.model.dtypes import enable_x64
+    from microgpt_jax.runs.fresh import train_run
+    from microgpt_jax.training import sweep
 
     enable_x64(x64)
     data_config = DataConfig(path=data)

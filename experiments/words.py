@@ -10,7 +10,7 @@
 4. Check the held-out NLL with an evaluator that shares no code with the package: it reads the run's
    params.safetensors and re-splits the corpus itself, then runs the GPT's forward pass in numpy float64.
 
-Each run is ``microgpt_jax.run.train_run`` into ``--runs`` (default runs/, git-ignored). Writes to ``--out``
+Each run is ``microgpt_jax.train_run`` into ``--runs`` (default runs/, git-ignored). Writes to ``--out``
 (default experiments/results): ``words.md`` (losses, held-out NLL, samples, seconds, and the same run set
 against the book's measured speed) and ``words.json`` (the figures unrounded). Regenerate with
 ``python experiments/words.py`` (the sentences from --data or $MICROGPT_JAX_WORDS_DATA, the questions from
@@ -37,11 +37,14 @@ from typing import Any
 import numpy as np
 
 from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
-from microgpt_jax.data import encode_docs, load_corpus
+from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.load import load_corpus
 from microgpt_jax.errors import UserError, exit_status
-from microgpt_jax.io import atomic_write_text
-from microgpt_jax.run import RunResult, load_run, sample_model, train_run
-from microgpt_jax.train import evaluate
+from microgpt_jax.files import atomic_write_text
+from microgpt_jax.runs.fresh import train_run
+from microgpt_jax.runs.load import load_run, sample_model
+from microgpt_jax.runs.loop import RunResult
+from microgpt_jax.training.evaluation import evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORDS_ENV = "MICROGPT_JAX_WORDS_DATA"

@@ -12,8 +12,6 @@ Importing the package changes no JAX setting. The ``microgpt-jax`` program keeps
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 # public name -> the module that defines it
@@ -23,44 +21,44 @@ _EXPORTS = {
     "RunConfig": "config",
     "SampleConfig": "config",
     "TrainConfig": "config",
-    "Corpus": "data",
-    "Tokenizer": "tokenizer",
-    "encode_docs": "data",
-    "load_corpus": "data",
-    "load_docs": "data",
-    "shuffle_docs": "data",
-    "split_docs": "data",
-    "enable_x64": "devices",
-    "set_cpu_devices": "devices",
-    "enable_compile_cache": "compile_cache",
+    "Corpus": "corpus.load",
+    "Tokenizer": "corpus.tokenizer",
+    "encode_docs": "corpus.documents",
+    "load_corpus": "corpus.load",
+    "load_docs": "corpus.documents",
+    "shuffle_docs": "corpus.documents",
+    "split_docs": "corpus.documents",
+    "enable_x64": "model.dtypes",
+    "set_cpu_devices": "runtime.devices",
+    "enable_compile_cache": "runtime.compile_cache",
     "UserError": "errors",
-    "gpt": "gpt",
-    "gpt_step": "gpt",
-    "init_kv_cache": "gpt",
-    "load_params": "io",
-    "save_params": "io",
-    "loss_fn": "loss",
-    "forward": "models",
-    "init_params": "models",
-    "num_params": "models",
-    "param_shapes": "models",
-    "adam": "optim",
-    "sgd": "optim",
-    "load_model_file": "run",
-    "load_run": "run",
-    "resume_run": "run",
-    "sample_model": "run",
-    "train_run": "run",
-    "sample": "sample",
-    "evaluate": "train",
-    "train": "train",
+    "gpt": "model.transformer",
+    "gpt_step": "model.transformer",
+    "init_kv_cache": "model.transformer",
+    "load_params": "storage.params",
+    "save_params": "storage.params",
+    "loss_fn": "model.loss",
+    "forward": "model.registry",
+    "init_params": "model.init",
+    "num_params": "model.registry",
+    "param_shapes": "model.registry",
+    "adam": "model.optim",
+    "sgd": "model.optim",
+    "load_model_file": "runs.load",
+    "load_run": "runs.load",
+    "resume_run": "runs.resume",
+    "sample_model": "runs.load",
+    "train_run": "runs.fresh",
+    "sample": "training.sampling",
+    "evaluate": "training.evaluation",
+    "train": "training.loop",
 }
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from microgpt_jax.cli import version
+        from microgpt_jax.cli.parser import version
 
         return version()
     if name not in _EXPORTS:
@@ -72,17 +70,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Three functions share their module's name (``train``, ``sample``, ``gpt``). Importing such a module
-    would make ``microgpt_jax.train`` the module; the package keeps the function under that name instead
-    (the modules stay importable as ``microgpt_jax.train`` through ``sys.modules``)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

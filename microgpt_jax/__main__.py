@@ -2,6 +2,6 @@
 
 import sys
 
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 
 sys.exit(main())

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microgpt_jax.errors import UserError
-from microgpt_jax.tokenizer import KINDS as TOKENIZERS
 
 MODELS = ("gpt", "mlp", "bigram")  # the progression's models (microgpt_jax.models holds their functions)
 OPTIMIZERS = ("adam", "sgd")
+TOKENIZERS = (
+    "char",
+    "word",
+)  # a document as characters (microgpt's) or as words split on spaces (the TypeScript port's)
 GRADS = ("autodiff", "analytic")  # jax.grad, or a model's hand-written backward pass (only the MLP has one)
 SCHEDULES = ("linear", "cosine")  # the learning rate's decay to zero over the run
 COUNTS = ("all", "online")  # a counted model: every training document at once, or one per step (the guide's)

@@ -30,8 +30,9 @@ def data_parallel_setup() -> dict:
     import jax
 
     from microgpt_jax.config import GPTConfig, TrainConfig
-    from microgpt_jax.data import Tokenizer, encode_docs
-    from microgpt_jax.models import init_params
+    from microgpt_jax.corpus.documents import encode_docs
+    from microgpt_jax.corpus.tokenizer import Tokenizer
+    from microgpt_jax.model.init import init_params
 
     tok = Tokenizer.from_docs(DOCS)
     tokens, n = encode_docs(DOCS[:25], tok, 8)
@@ -45,8 +46,8 @@ def sample_part(out: Path) -> None:
     import numpy as np
 
     from microgpt_jax.config import GPTConfig
-    from microgpt_jax.models import init_params
-    from microgpt_jax.sample import sample_mesh, sample_tokens
+    from microgpt_jax.model.init import init_params
+    from microgpt_jax.training.sampling import sample_mesh, sample_tokens
 
     config = GPTConfig(vocab_size=27)
     params = init_params(jax.random.key(0), config, std=0.3)
@@ -62,9 +63,9 @@ def data_parallel_part(out: Path) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from microgpt_jax.devices import DATA_AXIS, device_count, make_mesh
     from microgpt_jax.errors import UserError
-    from microgpt_jax.train import Recipe, hparams_of, init_opt_state, train, train_chunk
+    from microgpt_jax.runtime.devices import DATA_AXIS, device_count, make_mesh
+    from microgpt_jax.training.loop import Recipe, hparams_of, init_opt_state, train, train_chunk
 
     s = data_parallel_setup()
     assert device_count(None, 4) == 4 and device_count(None, 3) == 1  # 3 does not split over 4: one device
@@ -84,13 +85,13 @@ def data_parallel_part(out: Path) -> None:
 
 
 def sweep_part(out: Path) -> None:
-    from microgpt_jax import sweep
     from microgpt_jax.config import GPTConfig, TrainConfig
-    from microgpt_jax.data import Tokenizer
+    from microgpt_jax.corpus.tokenizer import Tokenizer
+    from microgpt_jax.training import sweep
 
     tok = Tokenizer.from_docs(DOCS)
     members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), SWEEP_GRID)
-    res = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, mesh=sweep.make_mesh(4), chunk=6, progress=False)
+    res = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, mesh=sweep.sweep_mesh(4), chunk=6, progress=False)
     (out / "sweep.json").write_text(json.dumps({"rows": res.rows, "losses": [x.tolist() for x in res.losses]}))
 
 

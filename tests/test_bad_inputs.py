@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microgpt_jax.cli import main
-from microgpt_jax.io import save_params
+from microgpt_jax.cli.program import main
+from microgpt_jax.storage.params import save_params
 
 SMALL = ["--val-size", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
 
@@ -225,7 +225,7 @@ def test_init_that_does_not_fit_the_data_or_flags(tmp_path: Path, good, capsys) 
 
 
 def test_file_whose_matrices_do_not_fit_its_config(tmp_path: Path, good, capsys) -> None:
-    from microgpt_jax.io import load_params
+    from microgpt_jax.storage.params import load_params
 
     params, meta = load_params(good["safetensors"])
     params["wpe"] = np.zeros((3, 8), np.float32)
@@ -272,9 +272,10 @@ def test_data_that_is_a_fifo_or_a_device_is_refused_without_blocking(tmp_path: P
 
 
 def test_an_npz_that_inflates_past_the_limit_is_refused_before_inflating(tmp_path: Path, good, capsys, monkeypatch):
-    from microgpt_jax import io
 
-    monkeypatch.setattr(io, "MAX_PARAMS_BYTES", 1 << 20)  # 1 MiB: the same check as 4 GiB, at test size
+    monkeypatch.setattr(
+        "microgpt_jax.storage.params.MAX_PARAMS_BYTES", 1 << 20
+    )  # 1 MiB: the same check as 4 GiB, at test size
     bomb = tmp_path / "bomb.npz"
     np.savez_compressed(bomb, wte=np.zeros((2048, 1024), np.float32))  # 8 MiB of zeros in a few KiB
     assert bomb.stat().st_size < 100_000
@@ -282,7 +283,7 @@ def test_an_npz_that_inflates_past_the_limit_is_refused_before_inflating(tmp_pat
 
 
 def test_a_byte_order_mark_is_not_a_character() -> None:
-    from microgpt_jax.data import parse_docs
+    from microgpt_jax.corpus.documents import parse_docs
 
     assert parse_docs("\ufeffemma\nava\n".encode()) == ["emma", "ava"]
 
@@ -327,13 +328,14 @@ def test_saving_what_cannot_be_read_back_is_refused(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys) -> None:
-    from microgpt_jax import cli
+    from microgpt_jax.cli.commands import COMMANDS
+    from microgpt_jax.cli.program import main
 
     def interrupted(given):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli.COMMANDS, "sample", interrupted)
-    assert cli.main(["sample", "--params", "x.json"]) == 130
+    monkeypatch.setitem(COMMANDS, "sample", interrupted)
+    assert main(["sample", "--params", "x.json"]) == 130
     err = capsys.readouterr().err
     assert err.startswith("interrupted") and err.count("\n") == 1
 
@@ -370,10 +372,10 @@ def test_many_samples_stream_in_bounded_chunks(monkeypatch) -> None:
     import jax
 
     from microgpt_jax.config import GPTConfig
-    from microgpt_jax.data import Tokenizer
-    from microgpt_jax.models import init_params
+    from microgpt_jax.corpus.tokenizer import Tokenizer
+    from microgpt_jax.model.init import init_params
 
-    sampling = importlib.import_module("microgpt_jax.sample")  # the module: microgpt_jax.sample is the function
+    sampling = importlib.import_module("microgpt_jax.training.sampling")
     config, tok = GPTConfig(vocab_size=4, block_size=5), Tokenizer.from_docs(["abc"])
     params = init_params(jax.random.key(0), config)
     first = sampling.sample(params, config, tok, jax.random.key(1), 3, 1.0)
@@ -389,11 +391,12 @@ def test_library_entry_points_check_their_inputs() -> None:
     import jax
 
     from microgpt_jax.config import GPTConfig, TrainConfig
-    from microgpt_jax.data import Tokenizer
+    from microgpt_jax.corpus.tokenizer import Tokenizer
     from microgpt_jax.errors import UserError
-    from microgpt_jax.models import init_params
-    from microgpt_jax.sample import sample
-    from microgpt_jax.train import evaluate, train
+    from microgpt_jax.model.init import init_params
+    from microgpt_jax.training.evaluation import evaluate
+    from microgpt_jax.training.loop import train
+    from microgpt_jax.training.sampling import sample
 
     config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, block_size=4)
     params = init_params(jax.random.key(0), config)

@@ -12,12 +12,13 @@ import jax
 import numpy as np
 import pytest
 
-from microgpt_jax.bigram import bigram_params, count_bigrams, online_bigram
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.data import Tokenizer, encode_docs
+from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.train import evaluate
+from microgpt_jax.model.bigram import bigram_params, count_bigrams, online_bigram
+from microgpt_jax.training.evaluation import evaluate
 
 DOCS = ["abba", "b", "ca"]
 TOK = Tokenizer.from_docs(DOCS)  # a=0 b=1 c=2, BOS=3
@@ -48,7 +49,7 @@ def test_smoothed_rows_and_held_out_nll(k: float) -> None:
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(probs, (counts + k) / (counts + k).sum(axis=1, keepdims=True), rtol=1e-5)
     assert probs[2, 2] > 0  # an unseen pair keeps a chance
-    # the shared evaluation (loss.py through models.forward) is the mean -log P(next | current) per token
+    # the shared evaluation (loss.py through registry.forward) is the mean -log P(next | current) per token
     config = GPTConfig(vocab_size=TOK.vocab_size, model="bigram")
     want = -np.sum(counts * np.log(probs)) / counts.sum()
     assert abs(evaluate(params, tokens, n, config) - want) < 1e-5

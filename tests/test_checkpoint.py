@@ -14,13 +14,13 @@ import jax
 import numpy as np
 import pytest
 
-from microgpt_jax import checkpoint
-from microgpt_jax.checkpoint import load_checkpoint, save_checkpoint, truncate_metrics
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.errors import UserError
-from microgpt_jax.models import init_params
-from microgpt_jax.train import init_opt_state
+from microgpt_jax.model.init import init_params
+from microgpt_jax.runs.guard import RunGuard, load_checkpoint, truncate_metrics
+from microgpt_jax.storage.checkpoint import save_checkpoint
+from microgpt_jax.training.loop import init_opt_state
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--val-size", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
@@ -86,14 +86,14 @@ def test_truncate_metrics_keeps_each_step_once(tmp_path: Path) -> None:
 
 def interrupt_at(monkeypatch, step: int, sig: int) -> None:
     """Deliver ``sig`` to this process when the run reaches ``step`` (through the real handler)."""
-    orig = checkpoint.RunGuard.after_chunk
+    orig = RunGuard.after_chunk
 
     def after_chunk(self, report):
         if report.end == step:
             signal.raise_signal(sig)
         return orig(self, report)
 
-    monkeypatch.setattr(checkpoint.RunGuard, "after_chunk", after_chunk)
+    monkeypatch.setattr(RunGuard, "after_chunk", after_chunk)
 
 
 def test_interrupt_and_resume_is_bit_identical(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) -> None:
@@ -149,7 +149,7 @@ def test_sigint_in_a_subprocess_then_resume(tmp_path: Path, tiny_corpus: Path, c
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys
 ) -> None:
-    orig = checkpoint.RunGuard.finite
+    orig = RunGuard.finite
 
     def finite(self, report):  # the loss of step 150 comes out NaN
         if report.start <= 150 < report.end:
@@ -157,7 +157,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
             report.losses[150 - report.start] = np.nan
         return orig(self, report)
 
-    monkeypatch.setattr(checkpoint.RunGuard, "finite", finite)
+    monkeypatch.setattr(RunGuard, "finite", finite)
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *run_flags(tiny_corpus), "--ckpt-every", "37"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -10,8 +10,8 @@ import sys
 import pytest
 from conftest import ROOT, read_metrics
 
-from microgpt_jax.cli import main
-from microgpt_jax.io import load_params
+from microgpt_jax.cli.program import main
+from microgpt_jax.storage.params import load_params
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ print(sorted(m for m in ("jax", "jaxlib", "numpy", "importlib.metadata") if m in
 EXIT_NOW = """
 import atexit, sys, threading
 import jax
-from microgpt_jax.cli import _exit_now
+from microgpt_jax.cli.program import _exit_now
 atexit.register(lambda: print(" handler ran", end=""))
 done = threading.Event()
 if "thread" in sys.argv:  # a thread still running: the usual exit, which waits for it

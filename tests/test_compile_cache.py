@@ -17,8 +17,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from microgpt_jax import executables
-from microgpt_jax.compile_cache import CACHE_ENV, EXECUTABLES, cache_dir, enable_compile_cache
+from microgpt_jax.runtime import executables
+from microgpt_jax.runtime.compile_cache import CACHE_ENV, EXECUTABLES, cache_dir, enable_compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 JAX_KEYS = (
@@ -157,7 +157,7 @@ if "full" in sys.argv:
     pathlib.Path.write_bytes = full
 import jax, jax.numpy as jnp
 from jax._src import xla_bridge
-from microgpt_jax.compile_cache import enable_compile_cache
+from microgpt_jax.runtime.compile_cache import enable_compile_cache
 path = enable_compile_cache(sys.argv[1])
 assert not xla_bridge.backends_are_initialized()  # cheap: no backend started
 hits = []
@@ -294,7 +294,7 @@ LIBRARY = """
 import json, sys
 import jax
 import microgpt_jax
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 before = {k: jax.config.values[k] for k in sys.argv[2:]}
 assert main(["train", "--out", sys.argv[1] + "/cli", *TRAIN]) == 0  # main(argv): the caller owns JAX's setup
 microgpt_jax.train_run(sys.argv[1] + "/lib", microgpt_jax.GPTConfig(n_embd=8, n_head=2, block_size=8),

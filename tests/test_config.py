@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 from pathlib import Path
 
@@ -84,37 +83,3 @@ def test_the_guides_steps_are_config_fields() -> None:
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().lr = 1.0  # type: ignore[misc]
-
-
-def _imports(path: Path) -> set[str]:
-    """The modules a source file imports (at any depth: function-level imports count)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            if node.module == "microgpt_jax":
-                names |= {f"microgpt_jax.{a.name}" for a in node.names}
-    return names
-
-
-def test_argparse_lives_in_the_cli_and_the_package_has_no_import_cycle() -> None:
-    modules = {p.stem: _imports(p) for p in PACKAGE.glob("*.py")}
-    assert sorted(m for m, names in modules.items() if "argparse" in names) == ["cli"]
-    graph = {m: {n.split(".")[1] for n in names if n.startswith("microgpt_jax.")} & set(modules) for m, names in
-             modules.items() if m != "__init__"}  # fmt: skip
-    done: set[str] = set()
-
-    def visit(m: str, path: tuple[str, ...]) -> None:
-        assert m not in path, f"import cycle: {' -> '.join((*path, m))}"
-        if m in done:
-            return
-        for n in graph.get(m, ()):
-            visit(n, (*path, m))
-        done.add(m)
-
-    for m in graph:
-        visit(m, ())
-    # the library never reaches up to the command line
-    assert not any("cli" in deps for m, deps in graph.items() if m not in ("cli", "__main__"))

@@ -1,31 +1,19 @@
-"""Corpus loading, order, split, tokenizer and the checksum-verified download (against a local server)."""
+"""Corpus loading, order, split, tokenizer, and the names corpus shipped in the package."""
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from microgpt_jax import data as data_module
 from microgpt_jax.config import DataConfig
-from microgpt_jax.data import (
-    DATA_ENV,
-    AsciiDocs,
-    Tokenizer,
-    download,
-    encode_docs,
-    load_corpus,
-    load_docs,
-    parse_docs,
-    parse_lines,
-    resolve_data_path,
-    shuffle_docs,
-    split_docs,
-)
+from microgpt_jax.corpus import ascii as ascii_module
+from microgpt_jax.corpus.ascii import AsciiDocs
+from microgpt_jax.corpus.documents import encode_docs, load_docs, parse_docs, parse_lines, shuffle_docs, split_docs
+from microgpt_jax.corpus.load import load_corpus
+from microgpt_jax.corpus.source import DATA_ENV, NAMES, NAMES_SHA256, resolve_data_path, sha256_file
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 
 
@@ -82,59 +70,18 @@ def test_encode_docs_pads_and_truncates_like_the_original():
     assert tokens[1].tolist() == [bos, 0, 1, 0, 1] and n[1] == 4  # n = min(block_size, len(tokens) - 1)
 
 
-def test_resolve_order(tmp_path, monkeypatch):
-    default = tmp_path / "names.txt"
-    default.write_text("a\n")
+def test_resolve_order(monkeypatch):
     monkeypatch.setenv(DATA_ENV, "/from/env.txt")
-    assert resolve_data_path("/from/flag.txt", default) == Path("/from/flag.txt")
-    assert resolve_data_path(None, default) == Path("/from/env.txt")
+    assert resolve_data_path("/from/flag.txt") == Path("/from/flag.txt")
+    assert resolve_data_path(None) == Path("/from/env.txt")
     monkeypatch.delenv(DATA_ENV)
-    assert resolve_data_path(None, default) == default
+    assert resolve_data_path(None) == NAMES
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def local_server(tmp_path):
-    """A static file server on 127.0.0.1 serving tmp_path/www."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = lambda *a, **k: _Quiet(*a, directory=str(www), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield www, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_download_verifies_checksum(local_server, tmp_path):
-    www, base = local_server
-    body = b"emma\nolivia\nava\n"
-    (www / "names.txt").write_bytes(body)
-    dest = tmp_path / "data" / "names.txt"
-    download(f"{base}/names.txt", dest, hashlib.sha256(body).hexdigest(), timeout=5)
-    assert dest.read_bytes() == body
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["names.txt"]  # no temp file left
-
-
-def test_download_checksum_mismatch_leaves_nothing(local_server, tmp_path):
-    www, base = local_server
-    (www / "names.txt").write_bytes(b"tampered\n")
-    dest = tmp_path / "data" / "names.txt"
-    with pytest.raises(UserError, match="SHA-256"):
-        download(f"{base}/names.txt", dest, "0" * 64, timeout=5)
-    assert list(dest.parent.iterdir()) == []
-
-
-def test_download_failure_says_how_to_pass_data(local_server, tmp_path):
-    _, base = local_server
-    with pytest.raises(UserError, match="--data"):
-        download(f"{base}/missing.txt", tmp_path / "names.txt", None, timeout=5)
-    assert not (tmp_path / "names.txt").exists()
+def test_the_shipped_names_corpus_is_makemores():
+    assert sha256_file(NAMES) == NAMES_SHA256
+    assert len(NAMES.read_text().split()) == 32_033
+    assert "MIT License" in (NAMES.parent / "NAMES_LICENSE").read_text()
 
 
 # an ASCII text with every kind of line end and what str.strip() strips, inside documents and around them
@@ -150,7 +97,7 @@ ASCII_TEXT = (
 def test_ascii_corpus_is_the_plain_path_in_numpy(tmp_path, monkeypatch, lowercase, shuffle_seed):
     path = tmp_path / "ascii.txt"
     path.write_bytes(ASCII_TEXT)
-    monkeypatch.setattr(data_module, "_SPAN_CHUNK", 64)  # many chunks, lines across their ends
+    monkeypatch.setattr(ascii_module, "_SPAN_CHUNK", 64)  # many chunks, lines across their ends
     config = DataConfig(path=str(path), shuffle_seed=shuffle_seed, val_size=30, lowercase=lowercase)
     fast = load_corpus(config)
     assert isinstance(fast.train_docs, AsciiDocs)

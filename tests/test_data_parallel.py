@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microgpt_jax.devices import device_count
 from microgpt_jax.errors import UserError
-from microgpt_jax.train import train
+from microgpt_jax.runtime.devices import device_count
+from microgpt_jax.training.loop import train
 
 
 def test_device_count_on_one_device():

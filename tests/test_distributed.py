@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microgpt_jax import devices, distributed
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 from microgpt_jax.errors import UserError
+from microgpt_jax.runtime import devices, distributed
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_job_flags_from_python_are_refused_with_what_to_do(capsys):
     status = main(["sweep", "--out", "x", "--coordinator", "127.0.0.1:1", "--num-processes", "2",
                    "--process-id", "0"])  # fmt: skip
     assert status == 2
-    assert "call microgpt_jax.distributed.initialize" in capsys.readouterr().err
+    assert "call microgpt_jax.runtime.distributed.initialize" in capsys.readouterr().err
 
 
 def test_alone_every_helper_is_the_plain_operation():

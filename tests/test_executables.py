@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microgpt_jax import executables
-from microgpt_jax.xla_options import O2, jit_with_cpu_options
+from microgpt_jax.runtime import executables
+from microgpt_jax.runtime.xla_options import O2, jit_with_cpu_options
 
 TRACES: list[str] = []
 
@@ -166,7 +166,7 @@ def test_a_program_jax_cache_served_is_not_kept(store: Path, monkeypatch: pytest
 SEVERAL_DEVICES = """
 import sys
 import jax, numpy as np
-from microgpt_jax import executables
+from microgpt_jax.runtime import executables
 traced = []
 def f(x):
     traced.append(1)

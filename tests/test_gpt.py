@@ -9,7 +9,9 @@ import pytest
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
-from microgpt_jax.gpt import (
+from microgpt_jax.model.init import init_params
+from microgpt_jax.model.registry import num_params
+from microgpt_jax.model.transformer import (
     attention_scores,
     dropout_fn,
     gpt,
@@ -18,7 +20,6 @@ from microgpt_jax.gpt import (
     param_shapes,
     rmsnorm,
 )
-from microgpt_jax.models import init_params, num_params
 
 NAMES = ["wte", "wpe", "lm_head"] + [
     f"layer{i}.{n}" for i in range(2) for n in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")

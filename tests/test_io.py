@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as st_load
 
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import GPTConfig
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.io import load_params, params_to_bytes, safetensors_bytes, save_params
-from microgpt_jax.models import param_shapes
-from microgpt_jax.tokenizer import Tokenizer
+from microgpt_jax.model.registry import param_shapes
+from microgpt_jax.storage.params import load_params, params_to_bytes, save_params
+from microgpt_jax.storage.safetensors import safetensors_bytes
 
 CONFIG = GPTConfig(vocab_size=5, n_layer=2, n_embd=8, n_head=2, block_size=4)
 VOCAB = '"a c'  # a quote and a space: the vocabulary must survive every format

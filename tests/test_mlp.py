@@ -13,14 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.data import Tokenizer, encode_docs
-from microgpt_jax.gradcheck import format_gradient_check, gradient_check
-from microgpt_jax.loss import loss_fn
-from microgpt_jax.mlp import analytic_value_and_grad, numerical_gradient
-from microgpt_jax.models import forward, init_params, num_params, param_shapes
-from microgpt_jax.optim import sgd
+from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
+from microgpt_jax.model.init import init_params
+from microgpt_jax.model.loss import loss_fn
+from microgpt_jax.model.mlp import analytic_value_and_grad, numerical_gradient
+from microgpt_jax.model.optim import sgd
+from microgpt_jax.model.registry import forward, num_params, param_shapes
+from microgpt_jax.training.gradcheck import format_gradient_check, gradient_check
 
 MLP = GPTConfig(vocab_size=27, model="mlp")
 # three documents of different lengths, [BOS] + doc + [BOS] padded with BOS: the mask matters

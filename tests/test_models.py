@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 import microgpt_jax
-from microgpt_jax import models
 from microgpt_jax.config import MODELS, GPTConfig
+from microgpt_jax.model import registry
+from microgpt_jax.model.init import init_params
 
 
 def test_registry_holds_every_model() -> None:
-    assert set(models.REGISTRY) == set(MODELS)
-    assert [name for name, m in models.REGISTRY.items() if m.counted] == ["bigram"]
-    assert "smoothing" in models.REGISTRY["gpt"].unused and "lr" in models.REGISTRY["bigram"].unused
+    assert set(registry.REGISTRY) == set(MODELS)
+    assert [name for name, m in registry.REGISTRY.items() if m.counted] == ["bigram"]
+    assert "smoothing" in registry.REGISTRY["gpt"].unused and "lr" in registry.REGISTRY["bigram"].unused
 
 
 @pytest.mark.parametrize("model, names", [
@@ -42,10 +43,10 @@ def test_init_is_one_key_per_matrix_in_state_dict_order(seed: int, config: GPTCo
     exactly what the per-matrix eager init drew, in either precision."""
     with jax.enable_x64(x64):
         key = jax.random.key(seed)
-        params = models.init_params(key, config)
+        params = init_params(key, config)
         for k, (name, p) in zip(jax.random.split(key, len(params)), params.items(), strict=True):
             np.testing.assert_array_equal(p, 0.08 * jax.random.normal(k, p.shape, p.dtype), err_msg=name)
-        from_seed = models.init_params(seed, config)
+        from_seed = init_params(seed, config)
         assert list(from_seed) == list(params)
         for name, p in params.items():
             assert from_seed[name].dtype == (jnp.float64 if x64 else jnp.float32)
@@ -53,18 +54,10 @@ def test_init_is_one_key_per_matrix_in_state_dict_order(seed: int, config: GPTCo
 
 
 def test_early_init_variant() -> None:
-    early = models.init_params(jax.random.key(42), GPTConfig(n_layer=2), std=0.02, zero_out=True)
+    early = init_params(jax.random.key(42), GPTConfig(n_layer=2), std=0.02, zero_out=True)
     assert all(not np.any(early[f"layer{i}.{n}"]) for i in range(2) for n in ("attn_wo", "mlp_fc2"))
     assert np.std(np.asarray(early["wte"])) == pytest.approx(0.02, rel=0.2)
-    np.testing.assert_array_equal(early["wpe"], models.init_params(42, GPTConfig(n_layer=2), std=0.02)["wpe"])
-    from_seed = models.init_params(42, GPTConfig(n_layer=2), std=0.02, zero_out=True)
+    np.testing.assert_array_equal(early["wpe"], init_params(42, GPTConfig(n_layer=2), std=0.02)["wpe"])
+    from_seed = init_params(42, GPTConfig(n_layer=2), std=0.02, zero_out=True)
     for name, p in early.items():
         np.testing.assert_array_equal(from_seed[name], p, err_msg=name)
-
-
-def test_package_names_are_the_functions_not_the_modules() -> None:
-    import microgpt_jax.sample
-    import microgpt_jax.train
-
-    assert callable(microgpt_jax.train) and microgpt_jax.train.__module__ == "microgpt_jax.train"
-    assert microgpt_jax.sample.__module__ == "microgpt_jax.sample" and callable(microgpt_jax.gpt)

@@ -94,7 +94,7 @@ def _run_files(cwd: Path) -> set[str]:
 
 REFERENCE = """
 import sys
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 import jax
 assert len(jax.devices()) == 2, jax.devices()
 for name, argv in {runs!r}:

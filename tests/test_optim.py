@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import OPTIMIZERS
-from microgpt_jax.optim import adam, linear_decay, lr_schedule, make_optimizer, sgd
-from microgpt_jax.train import init_opt_state
+from microgpt_jax.model.optim import adam, linear_decay, lr_schedule, make_optimizer, sgd
+from microgpt_jax.training.loop import init_opt_state
 
 
 def test_linear_decay():

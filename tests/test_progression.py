@@ -14,11 +14,17 @@ import pytest
 from conftest import read_metrics
 from test_bigram import guide_online_counting
 
-from microgpt_jax import checkpoint, gradcheck, run, sweep
-from microgpt_jax.cli import build_parser, main, train_configs
+from microgpt_jax.cli.commands import train_configs
+from microgpt_jax.cli.parser import build_parser
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, TrainConfig, step_configs
 from microgpt_jax.errors import UserError
-from microgpt_jax.models import init_params, num_params
+from microgpt_jax.model.init import init_params
+from microgpt_jax.model.registry import num_params
+from microgpt_jax.runs import fresh
+from microgpt_jax.runs.guard import RunGuard
+from microgpt_jax.runs.load import load_run
+from microgpt_jax.training import gradcheck, sweep
 
 
 @pytest.fixture
@@ -87,7 +93,7 @@ def test_step_0_run_is_the_guides_online_counting(ref_docs_path, tmp_path, capsy
     assert [m["step"] for m in metrics] == list(range(1000))  # one line per step; no held-out set here
     np.testing.assert_allclose(losses_of(out), want, rtol=0, atol=1e-12)
     # the model saved is the table of the 1000 names' counts, add-one smoothed
-    loaded = run.load_run(out)
+    loaded = load_run(out)
     table = np.zeros((27, 27))
     for (i, j), c in counts.items():
         table[i, j] = c
@@ -160,7 +166,7 @@ def test_the_hand_written_gradient_is_the_mlps_only(tiny_corpus, tmp_path, capsy
         assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
     assert not (tmp_path / "run").exists()
     with pytest.raises(UserError, match="no hand-written gradient"):
-        run.train_run(
+        fresh.train_run(
             tmp_path / "lib", GPTConfig(), TrainConfig(grad="analytic"), DataConfig(path=tiny_corpus, val_size=5)
         )
     assert not (tmp_path / "lib").exists()
@@ -176,14 +182,14 @@ def test_resume_of_a_step_run(ref_docs_path, tmp_path, monkeypatch, capsys) -> N
     flags = ["--step", "1", *data, "--steps", "60", "--ckpt-every", "20"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["train", "--out", str(full), *flags, "--num-samples", "2"]) == 0
-    after_chunk = checkpoint.RunGuard.after_chunk
+    after_chunk = RunGuard.after_chunk
 
     def interrupted(self, report):
         if report.end == 40:
             signal.raise_signal(signal.SIGTERM)
         return after_chunk(self, report)
 
-    monkeypatch.setattr(checkpoint.RunGuard, "after_chunk", interrupted)
+    monkeypatch.setattr(RunGuard, "after_chunk", interrupted)
     assert main(["train", "--out", str(cut), *flags, "--num-samples", "2"]) == 128 + signal.SIGTERM
     monkeypatch.undo()
     capsys.readouterr()

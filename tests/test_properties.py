@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.data import Tokenizer, encode_docs, load_docs, parse_docs
+from microgpt_jax.corpus.documents import encode_docs, load_docs, parse_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.io import check_params, load_params, params_from_bytes, params_to_bytes
-from microgpt_jax.models import param_shapes
+from microgpt_jax.model.registry import param_shapes
+from microgpt_jax.storage.params import check_params, load_params, params_from_bytes, params_to_bytes
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONFIG = GPTConfig(vocab_size=4, n_embd=4, n_head=2, block_size=3)

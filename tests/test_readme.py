@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REF_DIR, ROOT
 
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 
 README = ROOT / "README.md"
 

@@ -11,11 +11,12 @@ import pytest
 from conftest import REF_DIR, read_metrics, run_cli
 
 from microgpt_jax.config import GPTConfig, TrainConfig
-from microgpt_jax.data import Tokenizer, encode_docs, load_docs, shuffle_docs
-from microgpt_jax.io import load_params
-from microgpt_jax.loss import loss_fn
-from microgpt_jax.models import param_shapes
-from microgpt_jax.train import train
+from microgpt_jax.corpus.documents import encode_docs, load_docs, shuffle_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
+from microgpt_jax.model.loss import loss_fn
+from microgpt_jax.model.registry import param_shapes
+from microgpt_jax.storage.params import load_params
+from microgpt_jax.training.loop import train
 
 DOCS_ORDER_SHA256 = "d1bb4465efc0fe91fb0fb0a76fa7f27e2819f9582415f6d47350af732cab8a62"
 

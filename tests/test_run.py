@@ -9,17 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microgpt_jax import run
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.errors import UserError
+from microgpt_jax.runs import fresh
+from microgpt_jax.runs.load import load_run, sample_model
+from microgpt_jax.runs.loop import RunResult
+from microgpt_jax.runs.resume import resume_run
+from microgpt_jax.runs.spec import RunSpec
 
 SMALL = GPTConfig(n_embd=8, n_head=2, block_size=8)
 
 
 def test_train_run_writes_a_run_that_loads_back(tiny_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run.train_run(
+    result = fresh.train_run(
         out, SMALL, TrainConfig(steps=12), DataConfig(path=tiny_corpus, val_size=10),
         RunConfig(eval_every=6), SampleConfig(num_samples=4), verbose=False,
     )  # fmt: skip
@@ -29,19 +33,19 @@ def test_train_run_writes_a_run_that_loads_back(tiny_corpus: Path, tmp_path: Pat
     assert info["step"] is None  # configs not built from one of the guide's steps
     assert info["train"]["lr"] == 0.01 and info["data"]["path"] == str(tiny_corpus.resolve())
     assert len(result.losses) == 12 and result.val_loss is not None and len(result.samples) == 4
-    loaded = run.load_run(out)
+    loaded = load_run(out)
     assert loaded.config == result.config and loaded.tokenizer == result.tokenizer
     for k, v in result.params.items():
         np.testing.assert_array_equal(loaded.params[k], np.asarray(v))
     # sampling the run with its own seed gives the names its training printed
-    assert run.sample_model(loaded, SampleConfig(num_samples=4)) == result.samples
+    assert sample_model(loaded, SampleConfig(num_samples=4)) == result.samples
 
 
 def test_library_and_cli_runs_are_the_same_run(tiny_corpus: Path, tmp_path: Path, capsys) -> None:
     flags = ["--data", str(tiny_corpus), "--val-size", "10", "--steps", "7", "--n-embd", "8", "--n-head", "2"]
     assert main(["train", "--out", str(tmp_path / "cli"), *flags, "--block-size", "8"]) == 0
     assert "wrote the run to" in capsys.readouterr().out.strip().splitlines()[-1]
-    run.train_run(tmp_path / "lib", SMALL, TrainConfig(steps=7), DataConfig(path=tiny_corpus, val_size=10),
+    fresh.train_run(tmp_path / "lib", SMALL, TrainConfig(steps=7), DataConfig(path=tiny_corpus, val_size=10),
                   verbose=False)  # fmt: skip
     for name in ("config.json", "metrics.jsonl", "params.safetensors"):
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
@@ -50,9 +54,9 @@ def test_library_and_cli_runs_are_the_same_run(tiny_corpus: Path, tmp_path: Path
 def test_a_large_corpus_trains_from_its_one_device_copy(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # a corpus over ONE_COPY_BYTES keeps its tokens on the device only (no host copy beside them): the same run
     args = (SMALL, TrainConfig(steps=7), DataConfig(path=tiny_corpus, val_size=10))
-    run.train_run(tmp_path / "host", *args, verbose=False)
-    monkeypatch.setattr(run, "ONE_COPY_BYTES", 0)
-    run.train_run(tmp_path / "device", *args, verbose=False)
+    fresh.train_run(tmp_path / "host", *args, verbose=False)
+    monkeypatch.setattr("microgpt_jax.runs.loop.ONE_COPY_BYTES", 0)
+    fresh.train_run(tmp_path / "device", *args, verbose=False)
     for name in ("metrics.jsonl", "params.safetensors"):
         assert (tmp_path / "host" / name).read_bytes() == (tmp_path / "device" / name).read_bytes(), name
 
@@ -60,7 +64,7 @@ def test_a_large_corpus_trains_from_its_one_device_copy(tiny_corpus: Path, tmp_p
 def test_tokens_on_the_device_are_checked_there() -> None:
     import jax
 
-    from microgpt_jax.train import check_tokens
+    from microgpt_jax.training.loop import check_tokens
 
     tokens, n = np.array([[0, 1, 2], [0, 5, 0]], np.uint8), np.array([2, 1], np.uint8)
     check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=6, block_size=2))
@@ -98,17 +102,17 @@ def test_a_bad_run_leaves_no_directory(tiny_corpus: Path, tmp_path: Path, capsys
 def test_empty_out_is_refused(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="--out is empty"):
-        run.train_run("", SMALL, TrainConfig(steps=2), DataConfig(path=tiny_corpus, val_size=10), verbose=False)
+        fresh.train_run("", SMALL, TrainConfig(steps=2), DataConfig(path=tiny_corpus, val_size=10), verbose=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.txt"]
 
 
 def test_counted_model_is_a_run_too(tiny_corpus: Path, tmp_path: Path) -> None:
     data = DataConfig(path=tiny_corpus, val_size=10)
-    result = run.train_run(
+    result = fresh.train_run(
         tmp_path / "bigram", GPTConfig(model="bigram"), data=data, sample=SampleConfig(num_samples=3), verbose=False
     )
     assert result.val_loss is not None and len(result.samples) == 3
-    assert run.load_run(tmp_path / "bigram").config.model == "bigram"
+    assert load_run(tmp_path / "bigram").config.model == "bigram"
 
 
 # a small word corpus: capitalised words lower-case into the vocabulary; the questions use only its words
@@ -129,15 +133,15 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def word_run(tmp_path_factory) -> run.RunResult:
+def word_run(tmp_path_factory) -> RunResult:
     """A word-level run of the sentences (one per module: every test that fine-tunes starts from it)."""
     tmp_path = tmp_path_factory.mktemp("words")
     data = DataConfig(path=_write(tmp_path / "sentences.txt", SENTENCES), val_size=5, tokenizer="word", lowercase=True)
-    return run.train_run(tmp_path / "pre", WORDS, TrainConfig(steps=40), data, sample=SampleConfig(num_samples=6),
+    return fresh.train_run(tmp_path / "pre", WORDS, TrainConfig(steps=40), data, sample=SampleConfig(num_samples=6),
                          verbose=False)  # fmt: skip
 
 
-def test_word_run_carries_its_tokenizer(word_run: run.RunResult, tmp_path: Path) -> None:
+def test_word_run_carries_its_tokenizer(word_run: RunResult, tmp_path: Path) -> None:
     tok = word_run.tokenizer
     assert tok.kind == "word" and tok.vocab == tuple(sorted({w for s in SENTENCES for w in s.lower().split(" ")}))
     assert word_run.config.vocab_size == len(tok.vocab) + 1
@@ -146,20 +150,21 @@ def test_word_run_carries_its_tokenizer(word_run: run.RunResult, tmp_path: Path)
     assert info["data"]["vocab"] == {"kind": "word", "vocab": list(tok.vocab)}
     # every sample is made of vocabulary words (or is empty: BOS first)
     assert all(set(s.split(" ")) <= set(tok.vocab) for s in word_run.samples if s)
-    loaded = run.load_run(word_run.out)
-    assert loaded.tokenizer == tok and run.sample_model(loaded, SampleConfig(num_samples=6)) == word_run.samples
-    filtered = run.sample_model(loaded, SampleConfig(num_samples=6, top_k=3, top_p=0.9))
+    loaded = load_run(word_run.out)
+    assert loaded.tokenizer == tok and sample_model(loaded, SampleConfig(num_samples=6)) == word_run.samples
+    filtered = sample_model(loaded, SampleConfig(num_samples=6, top_k=3, top_p=0.9))
     assert all(set(s.split(" ")) <= set(tok.vocab) for s in filtered if s)
-    greedy = {run.sample_model(loaded, SampleConfig(num_samples=3, top_k=1, seed=s))[0] for s in range(3)}
+    greedy = {sample_model(loaded, SampleConfig(num_samples=3, top_k=1, seed=s))[0] for s in range(3)}
     assert len(greedy) == 1  # top-k 1 is the argmax whatever the seed
 
 
-def test_fine_tune_keeps_the_init_tokenizer_and_architecture(word_run: run.RunResult, tmp_path: Path) -> None:
-    from microgpt_jax.data import encode_docs, sha256_file
-    from microgpt_jax.loss import loss_fn
+def test_fine_tune_keeps_the_init_tokenizer_and_architecture(word_run: RunResult, tmp_path: Path) -> None:
+    from microgpt_jax.corpus.documents import encode_docs
+    from microgpt_jax.corpus.source import sha256_file
+    from microgpt_jax.model.loss import loss_fn
 
     questions = DataConfig(path=_write(tmp_path / "q.txt", QUESTIONS), val_size=0, shuffle_seed=None)
-    ft = run.train_run(tmp_path / "ft", None, TrainConfig(steps=10, lr=0.001), questions, RunConfig(ckpt_every=4),
+    ft = fresh.train_run(tmp_path / "ft", None, TrainConfig(steps=10, lr=0.001), questions, RunConfig(ckpt_every=4),
                        init=word_run.out, verbose=False)  # fmt: skip
     assert ft.tokenizer == word_run.tokenizer and ft.config == word_run.config  # not the questions' own words
     info = json.loads((tmp_path / "ft" / "config.json").read_text())
@@ -175,12 +180,12 @@ def test_fine_tune_keeps_the_init_tokenizer_and_architecture(word_run: run.RunRe
     first = float(loss_fn({k: np.asarray(v) for k, v in word_run.params.items()}, tokens, n, word_run.config))
     assert abs(ft.losses[0] - first) < 1e-5
     # a fine-tuned run resumes with its init's tokenizer: from the step-8 checkpoint to the same parameters
-    again = run.resume_run(tmp_path / "ft", verbose=False)
+    again = resume_run(tmp_path / "ft", verbose=False)
     for k, v in ft.params.items():
         np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(v))
 
 
-def test_word_run_from_the_command_line_is_the_library_run(word_run: run.RunResult, tmp_path: Path, capsys) -> None:
+def test_word_run_from_the_command_line_is_the_library_run(word_run: RunResult, tmp_path: Path, capsys) -> None:
     """The same run as the fixture's, by flags (so the same compiled programs): the same parameters; the sampling
     flags --top-k and --top-p in train and sample."""
     corpus = word_run.spec.data.path
@@ -195,7 +200,7 @@ def test_word_run_from_the_command_line_is_the_library_run(word_run: run.RunResu
     assert "--- inference (new, hallucinated sentences, temperature 0.5, top-k 3, top-p 0.9) ---" in stdout
     assert (out / "params.safetensors").read_bytes() == (word_run.out / "params.safetensors").read_bytes()
     samples = [line.split(": ", 1)[-1] for line in stdout.splitlines() if line.startswith("sample ")]
-    assert samples == run.sample_model(run.load_run(out), SampleConfig(num_samples=6, top_k=3, top_p=0.9))
+    assert samples == sample_model(load_run(out), SampleConfig(num_samples=6, top_k=3, top_p=0.9))
     # top-k 1 is the argmax: the same sentences from any seed
     firsts = set()
     for seed in ("1", "2"):
@@ -213,11 +218,11 @@ def test_word_run_from_the_command_line_is_the_library_run(word_run: run.RunResu
     ],
 )
 def test_fine_tune_names_what_the_init_vocabulary_lacks(
-    word_run: run.RunResult, tmp_path: Path, line3: str, lowercase: bool, says: str
+    word_run: RunResult, tmp_path: Path, line3: str, lowercase: bool, says: str
 ) -> None:
     data = DataConfig(path=_write(tmp_path / "q.txt", ["can the cat sit", "", line3]), val_size=0, lowercase=lowercase)
     with pytest.raises(UserError) as e:
-        run.train_run(tmp_path / "ft", None, TrainConfig(steps=2), data, init=word_run.out, verbose=False)
+        fresh.train_run(tmp_path / "ft", None, TrainConfig(steps=2), data, init=word_run.out, verbose=False)
     assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert not (tmp_path / "ft").exists()
 
@@ -238,18 +243,18 @@ def test_a_run_written_before_the_word_tokenizer_loads_and_resumes(tmp_path: Pat
     assert info["version"] == 2 and info["data"]["vocab"] == "abc" and "tokenizer" not in info["data"]
     info["data"]["path"] = str(corpus)  # where the copy of its corpus is
     (legacy / "config.json").write_text(json.dumps(info))
-    loaded = run.load_run(legacy)
+    loaded = load_run(legacy)
     assert loaded.tokenizer.kind == "char" and loaded.tokenizer.uchars == "abc" and loaded.config.vocab_size == 4
     # what its training printed (temperature 1.0, the run's seed)
-    assert run.sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["cab", "cac", "abc", "aabc"]
+    assert sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["cab", "cac", "abc", "aabc"]
     before = {k: v.copy() for k, v in loaded.params.items()}
-    resumed = run.resume_run(legacy, verbose=False)
+    resumed = resume_run(legacy, verbose=False)
     for k, v in before.items():
         np.testing.assert_allclose(np.asarray(resumed.params[k]), v, rtol=0, atol=1e-6)
     assert json.loads((legacy / "config.json").read_text())["version"] == 3
     # the same steps and data as the resumed run: the same compiled program
     same_data = DataConfig(path=corpus, val_size=2, shuffle_seed=None)
-    ft = run.train_run(tmp_path / "ft", None, TrainConfig(steps=41), same_data, init=legacy, verbose=False)
+    ft = fresh.train_run(tmp_path / "ft", None, TrainConfig(steps=41), same_data, init=legacy, verbose=False)
     assert ft.tokenizer == loaded.tokenizer and ft.config == loaded.config
 
 
@@ -265,10 +270,10 @@ def test_a_run_written_before_the_recipe_options_keeps_its_identity(tmp_path: Pa
     info = json.loads((legacy / "config.json").read_text())
     assert "dropout" not in info["train"] and "weight_decay" not in info["train"]
     manifest = json.loads((legacy / "checkpoint" / "checkpoint.json").read_text())
-    assert run.RunSpec.read(legacy).digest() == manifest["config_sha256"]
-    loaded = run.load_run(legacy)
-    assert run.sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["bab", "bbc", "abb", "aab"]
+    assert RunSpec.read(legacy).digest() == manifest["config_sha256"]
+    loaded = load_run(legacy)
+    assert sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["bab", "bbc", "abb", "aab"]
     # a recipe option that is on is part of the identity
-    spec = run.RunSpec.read(legacy)
+    spec = RunSpec.read(legacy)
     changed = dataclasses.replace(spec, train=dataclasses.replace(spec.train, dropout=0.1))
     assert changed.digest() != spec.digest()

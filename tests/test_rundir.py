@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from microgpt_jax import checkpoint, run, rundir
-from microgpt_jax.cli import main
+from microgpt_jax.cli.program import main
+from microgpt_jax.runs import rundir
+from microgpt_jax.runs.guard import RunGuard
+from microgpt_jax.storage.params import save_params
 
 SMALL = ["--val-size", "5", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "2"]
 
@@ -58,14 +60,14 @@ def test_a_finished_run_is_replaced_only_with_overwrite_and_only_when_complete(
     assert rc == 2 and "diverged" in err
     assert {p: (out / p).read_bytes() for p in old} == old and sorted(os.listdir(tmp_path)) == ["run", "tiny.txt"]
     # a replacement stopped by a signal leaves the old run too, and its own resumable staging directory
-    orig = checkpoint.RunGuard.after_chunk
+    orig = RunGuard.after_chunk
 
     def stop_at_10(self, report):
         if report.end == 10:
             signal.raise_signal(signal.SIGTERM)
         return orig(self, report)
 
-    monkeypatch.setattr(checkpoint.RunGuard, "after_chunk", stop_at_10)
+    monkeypatch.setattr(RunGuard, "after_chunk", stop_at_10)
     rc = main(["train", "--out", str(out), *flags(tiny_corpus, 20, "--seed", "3", "--ckpt-every", "10"), "--overwrite"])
     monkeypatch.undo()
     staged = [p for p in tmp_path.iterdir() if p.name.startswith(".run.new-")]
@@ -95,13 +97,13 @@ def test_a_signal_during_the_final_save_and_samples_still_completes_the_run(
     tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys
 ) -> None:
     """SIGTERM just before the final params rename once lost the whole run (its params sat in a .tmp)."""
-    orig = run.save_params
+    orig = save_params
 
     def save_then_signalled(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)  # arrives as the final parameters are being written
         return orig(*args, **kwargs)
 
-    monkeypatch.setattr(run, "save_params", save_then_signalled)
+    monkeypatch.setattr("microgpt_jax.runs.loop.save_params", save_then_signalled)
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *flags(tiny_corpus)]) == 143
     printed = capsys.readouterr().out
@@ -112,14 +114,14 @@ def test_a_signal_during_the_final_save_and_samples_still_completes_the_run(
 
 def interrupted(tmp_path: Path, corpus: Path, monkeypatch, at: int = 20) -> Path:
     out = tmp_path / "run"
-    orig = checkpoint.RunGuard.after_chunk
+    orig = RunGuard.after_chunk
 
     def stop(self, report):
         if report.end == at:
             signal.raise_signal(signal.SIGINT)
         return orig(self, report)
 
-    monkeypatch.setattr(checkpoint.RunGuard, "after_chunk", stop)
+    monkeypatch.setattr(RunGuard, "after_chunk", stop)
     assert main(["train", "--out", str(out), *flags(corpus, 40, "--eval-every", "10")]) == 130
     monkeypatch.undo()
     return out
@@ -191,9 +193,9 @@ def test_divergence_before_any_update_blames_the_initial_parameters() -> None:
     """A non-finite loss at step 0 once said "lower --lr" whatever caused it."""
     from microgpt_jax.config import GPTConfig, TrainConfig
 
-    guard = checkpoint.RunGuard("run", GPTConfig(), TrainConfig(init_std=5.0), "ab", None, "")
+    guard = RunGuard("run", GPTConfig(), TrainConfig(init_std=5.0), "ab", None, "")
     assert "--init-std 5 gives parameters with a non-finite loss; lower --init-std" in str(guard.fail(0, float("nan")))
-    guard = checkpoint.RunGuard("run", GPTConfig(), TrainConfig(), "ab", None, "", init="big.json")
+    guard = RunGuard("run", GPTConfig(), TrainConfig(), "ab", None, "", init="big.json")
     assert "--init big.json holds parameters" in str(guard.fail(0, float("inf")))
     assert "lower --lr" in str(guard.fail(3, float("nan")))
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.data import Tokenizer
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.models import init_params
-from microgpt_jax.sample import decode_samples, draw, sample, sample_tokens
+from microgpt_jax.model.init import init_params
+from microgpt_jax.training.sampling import decode_samples, draw, sample, sample_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 TOK = Tokenizer("char", "abc")

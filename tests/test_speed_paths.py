@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import GPTConfig, TrainConfig
-from microgpt_jax.models import init_params
-from microgpt_jax.train import train
+from microgpt_jax.model.init import init_params
+from microgpt_jax.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = GPTConfig(vocab_size=7, block_size=6)

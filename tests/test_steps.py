@@ -55,7 +55,8 @@ def test_quick_run_writes_the_table_plots_and_json(steps, tiny_corpus, tmp_path)
 
 def test_commands_are_the_rows(steps) -> None:
     """Each row's command, parsed by the real CLI, builds the very configs the row trains."""
-    from microgpt_jax.cli import build_parser, train_configs
+    from microgpt_jax.cli.commands import train_configs
+    from microgpt_jax.cli.parser import build_parser
 
     commands = {r.label: r.command() for r in steps.RUNS}
     assert commands["Step 1 gradient descent"] == "microgpt-jax train --step 1 --out runs/step-1-gradient-descent"

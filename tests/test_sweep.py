@@ -12,13 +12,18 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from microgpt_jax import cli, sweep
+from microgpt_jax.cli import parser
+from microgpt_jax.cli.program import main
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
-from microgpt_jax.data import Tokenizer, encode_docs
-from microgpt_jax.devices import usable_cores
+from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.models import init_params
-from microgpt_jax.train import evaluate, train
+from microgpt_jax.model.init import init_params
+from microgpt_jax.runs.sweep_dir import train_command
+from microgpt_jax.runtime.devices import usable_cores
+from microgpt_jax.training import sweep
+from microgpt_jax.training.evaluation import evaluate
+from microgpt_jax.training.loop import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amelia", "harper", "evelyn"] * 3
@@ -68,9 +73,9 @@ def test_members_with_dropout_adamw_and_warmup_equal_train():
         params = init_params(jax.random.key(m.train.seed), m.config, m.train.init_std, False, jnp.float32)
         _, _, ref_losses = train(params, train_tok, train_n, m.config, m.train, chunk=6)
         np.testing.assert_allclose(losses, ref_losses, atol=1e-5, rtol=0)
-    command = sweep.train_command(members[-1], DataConfig())
+    command = train_command(members[-1], DataConfig())
     assert all(f in command for f in ("--dropout 0.2", "--weight-decay 0.1", "--schedule cosine", "--warmup 2"))
-    assert "--dropout" not in sweep.train_command(sweep.grid_members(GPTConfig(), TrainConfig(), {})[0], DataConfig())
+    assert "--dropout" not in train_command(sweep.grid_members(GPTConfig(), TrainConfig(), {})[0], DataConfig())
 
 
 def test_a_grid_point_that_cannot_train_is_named():
@@ -88,7 +93,7 @@ def test_member_evaluation_equals_evaluate_for_many_members():
     tcs = [TrainConfig(seed=i % 8, init_std=0.08 * (1 + i // 8)) for i in range(16)]
     params = sweep.init_members(tcs, config, jnp.float32)
     tokens, n = encode_docs(docs, tok, config.block_size)
-    got = sweep._evaluate_members(params, tokens, n, config, sweep.make_mesh(1), 256)
+    got = sweep._evaluate_members(params, tokens, n, config, sweep.sweep_mesh(1), 256)
     want = [evaluate({k: v[i] for k, v in params.items()}, tokens, n, config) for i in range(16)]
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     assert abs(want[8] - want[0]) > 0.01
@@ -101,7 +106,7 @@ def test_cli_sweep_two_shape_groups_writes_results(tmp_path, tiny_corpus, capsys
     argv = ["sweep", "--out", str(out), "--data", str(tiny_corpus), "--val-size", "10", "--steps", "5",
             "--lr", "0.01,0.05", "--seeds", "1", "--optimizer", "sgd", "--n-embd", "8,12", "--n-head", "2",
             "--block-size", "8", "--chunk", "5", "--save-params", "--no-progress"]  # fmt: skip
-    assert cli.main(argv) == 0
+    assert main(argv) == 0
     assert sweep.trace_count() - before == 2  # two widths: one compile each, not one per member
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 4
@@ -121,7 +126,7 @@ def test_cli_sweep_two_shape_groups_writes_results(tmp_path, tiny_corpus, capsys
     assert f"--n-embd {best['n_embd']}" in command and "--steps 5" in command
 
     # the printed command parses as train's flags naming exactly this member (test 1 shows train equals it)
-    args = cli.build_parser().parse_args(command.split()[1:])
+    args = parser.build_parser().parse_args(command.split()[1:])
     assert args.command == "train" and args.path == str(tiny_corpus) and args.val_size == 10
     for key in sweep.GRID_KEYS:  # a recipe option at its default is left out of the command
         default = getattr(TrainConfig(), key) if key in sweep.RECIPE_KEYS else None
@@ -139,7 +144,7 @@ def test_cli_sweep_two_shape_groups_writes_results(tmp_path, tiny_corpus, capsys
 )
 def test_cli_sweep_bad_flags_are_one_line_errors(tmp_path, tiny_corpus, capsys, flags, message):
     try:
-        code = cli.main(["sweep", "--out", str(tmp_path / "x"), "--data", str(tiny_corpus), "--val-size", "10", *flags])
+        code = main(["sweep", "--out", str(tmp_path / "x"), "--data", str(tiny_corpus), "--val-size", "10", *flags])
     except SystemExit as e:  # argparse's errors
         code = e.code
     assert code == 2
@@ -158,7 +163,7 @@ def test_four_devices_equal_one_device(four_devices):
     four = json.loads((four_devices / "sweep.json").read_text())
     tok = Tokenizer.from_docs(DOCS)
     members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4), SWEEP_GRID)
-    one = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, mesh=sweep.make_mesh(1), chunk=6, progress=False)
+    one = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, mesh=sweep.sweep_mesh(1), chunk=6, progress=False)
     assert len(four["rows"]) == 3 and len({r["val_loss"] for r in four["rows"]}) == 3
     for a, b in zip(four["rows"], one.rows, strict=True):
         assert a["lr"] == b["lr"] and abs(a["val_loss"] - b["val_loss"]) < 1e-5

@@ -1,16 +1,15 @@
-"""microgpt_jax.threefry, JAX's PRNG on the host: the same keys, splits, fold-ins and bits as jax.random, bit for bit,
+"""microgpt_jax.runtime.threefry, JAX's PRNG on the host: the same keys, splits, fold-ins and bits as jax.random, bit
+for bit,
 and init from a seed drawn on the host equal to init from the key."""
 
 from __future__ import annotations
-
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from microgpt_jax import threefry
-from microgpt_jax.run import sample_key
+from microgpt_jax.runs.load import sample_key
+from microgpt_jax.runtime import threefry
 
 SEEDS = [0, 1, 42, -1, 2**31, 2**32 + 7, 2**40 + 3, -(2**63), 2**63 - 1]
 
@@ -57,7 +56,7 @@ def test_usable_only_with_the_layout_it_computes() -> None:
 
 def test_init_from_a_seed_without_the_partitionable_layout_draws_on_the_device() -> None:
     from microgpt_jax.config import GPTConfig
-    from microgpt_jax.models import init_params
+    from microgpt_jax.model.init import init_params
 
     config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, block_size=4)
     with jax.threefry_partitionable(False):
@@ -67,11 +66,11 @@ def test_init_from_a_seed_without_the_partitionable_layout_draws_on_the_device()
 
 
 def test_samples_draw_the_same_on_the_host_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    import microgpt_jax.sample  # noqa: F401 (the package's name ``sample`` is the function: the module is in sys.modules)
-    from microgpt_jax.config import GPTConfig
-    from microgpt_jax.models import init_params
 
-    sample_module = sys.modules["microgpt_jax.sample"]
+    from microgpt_jax.config import GPTConfig
+    from microgpt_jax.model.init import init_params
+    from microgpt_jax.training import sampling as sample_module
+
     config = GPTConfig(vocab_size=6, n_embd=8, n_head=2, block_size=5)
     params, key = init_params(0, config), jax.random.key(5)
     assert isinstance(sample_module.uniforms(key, (5, 7), np.float32), np.ndarray)  # made on the host

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from microgpt_jax import data
-from microgpt_jax.data import load_docs
+from microgpt_jax.corpus.documents import load_docs
+from microgpt_jax.corpus.tokenizer import MAX_VOCAB, Tokenizer, normalise_docs
 from microgpt_jax.errors import UserError
-from microgpt_jax.tokenizer import MAX_VOCAB, Tokenizer, normalise_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS_DATA_ENV = "MICROGPT_JAX_WORDS_DATA"
@@ -22,7 +21,7 @@ SENTENCES = ["the cat sat", "a dog ran", "the dog sat on the mat", "cat"]
 def test_char_round_trip_is_microgpts_tokenizer():
     docs = ["emma", "olivia", "ava"]
     tok = Tokenizer.from_docs(docs)
-    assert data.Tokenizer is Tokenizer  # one tokenizer for the package
+    assert Tokenizer is Tokenizer  # one tokenizer for the package
     assert tok.kind == "char" and tok.vocab == tuple("aeilmov")
     assert (tok.uchars, tok.bos, tok.vocab_size) == ("aeilmov", 7, 8)
     for doc in docs:

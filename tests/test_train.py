@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from microgpt_jax.config import GPTConfig, TrainConfig
-from microgpt_jax.data import Tokenizer, encode_docs
-from microgpt_jax.loss import loss_fn, nll_sum
-from microgpt_jax.models import init_params
-from microgpt_jax.optim import adam
-from microgpt_jax.train import Recipe, evaluate, recipe_of, train
+from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
+from microgpt_jax.model.init import init_params
+from microgpt_jax.model.loss import loss_fn, nll_sum
+from microgpt_jax.model.optim import adam
+from microgpt_jax.training.evaluation import evaluate
+from microgpt_jax.training.loop import Recipe, recipe_of, train
 
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte"]
 TOK = Tokenizer.from_docs(DOCS)

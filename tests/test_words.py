@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.data import encode_docs
-from microgpt_jax.io import save_params
-from microgpt_jax.models import init_params
-from microgpt_jax.tokenizer import Tokenizer
-from microgpt_jax.train import evaluate
+from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
+from microgpt_jax.model.init import init_params
+from microgpt_jax.storage.params import save_params
+from microgpt_jax.training.evaluation import evaluate
 
 WORDS_PY = Path(__file__).resolve().parents[1] / "experiments" / "words.py"
 SENTENCES = ["the cat sat on the mat", "the dog can run", "a cat ran to the dog", "my mom is glad", "the hen is red"]
@@ -35,7 +35,7 @@ def words():
 
 
 def test_numpy_evaluator_is_the_gpts_held_out_nll(words, tmp_path: Path) -> None:
-    """The evaluator shares no code with the package: from the file alone it gives train.evaluate's NLL."""
+    """The evaluator shares no code with the package: from the file alone it gives evaluate's NLL."""
     docs = ["the cat sat on the mat", "the dog can run to the mat and sat", "a cat"]  # the second is cut short
     tok = Tokenizer.from_docs([*docs, "sit"], kind="word")
     config = GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=8, n_head=2, block_size=6)
@@ -47,7 +47,7 @@ def test_numpy_evaluator_is_the_gpts_held_out_nll(words, tmp_path: Path) -> None
 
 def test_held_out_split_is_the_runs(words, tmp_path: Path) -> None:
     from microgpt_jax.config import DataConfig
-    from microgpt_jax.data import load_corpus
+    from microgpt_jax.corpus.load import load_corpus
 
     path = tmp_path / "s.txt"
     path.write_text("\n".join(f"The Cat {i}" for i in range(40)) + "\n\n")
@@ -123,7 +123,7 @@ def test_acceptance_on_the_books_corpora(words, tmp_path: Path, capsys) -> None:
     """The issue's acceptance commands on grade1_sentences.txt and questions.txt (skipped without them)."""
     from conftest import read_metrics
 
-    from microgpt_jax.cli import main
+    from microgpt_jax.cli.program import main
 
     sentences, questions = _corpus(words.WORDS_ENV), _corpus(words.QUESTIONS_ENV)
     pre, ft = tmp_path / "words", tmp_path / "questions"

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microgpt_jax.xla_options import O2, YNN_MATMULS_ONLY, YNN_OFF, jit_with_cpu_options
+from microgpt_jax.runtime.xla_options import O2, YNN_MATMULS_ONLY, YNN_OFF, jit_with_cpu_options
 
 
 def softmax_rows(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -40,7 +40,7 @@ def test_other_errors_are_not_swallowed():
 
 
 def test_deterministic_gpu_ops_are_added_to_xla_flags_unless_the_user_chose():
-    from microgpt_jax.xla_options import DETERMINISTIC_GPU, deterministic_xla_flags
+    from microgpt_jax.runtime.xla_options import DETERMINISTIC_GPU, deterministic_xla_flags
 
     assert deterministic_xla_flags("") == DETERMINISTIC_GPU
     count = "--xla_force_host_platform_device_count=2"
@@ -52,7 +52,7 @@ def test_deterministic_gpu_ops_are_added_to_xla_flags_unless_the_user_chose():
 
 
 def test_set_deterministic_gpu_changes_nothing_once_backends_started(monkeypatch):
-    from microgpt_jax.xla_options import set_deterministic_gpu
+    from microgpt_jax.runtime.xla_options import set_deterministic_gpu
 
     jnp.ones(1).block_until_ready()  # this process's backends are up
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
@@ -64,7 +64,7 @@ def test_the_program_sets_the_flag_before_jax_starts_and_xla_cpu_accepts_it():
     """XLA aborts on a flag it does not know: the CPU build must know this one (it ignores it)."""
     code = (
         "import os\n"
-        "from microgpt_jax.xla_options import set_deterministic_gpu\n"
+        "from microgpt_jax.runtime.xla_options import set_deterministic_gpu\n"
         "assert set_deterministic_gpu()\n"
         "import jax.numpy as jnp\n"
         "print(float(jnp.ones(3).sum()), os.environ['XLA_FLAGS'])\n"

@@ -1,0 +1,173 @@
+"""A sweep's directory: its results (CSV, JSON, a plot), members' parameters, the best member's train command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from microgpt_jax.config import DataConfig, TrainConfig
+from microgpt_jax.corpus.load import Corpus
+from microgpt_jax.errors import UserError
+from microgpt_jax.files import atomic_write_bytes, atomic_write_text
+from microgpt_jax.runtime import distributed
+from microgpt_jax.storage.params import save_params
+from microgpt_jax.training.sweep import (
+    GRID_KEYS,
+    MODEL_KEYS,
+    RECIPE_KEYS,
+    TRAIN_KEYS,
+    Member,
+    SweepResult,
+    member_groups,
+    run_sweep,
+    sweep_mesh,
+)
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The member with the lowest val_loss (train_loss without a held-out set) among those that did not diverge."""
+    ok = [r for r in rows if not r["diverged"]]
+    key = "val_loss" if ok and all(math.isfinite(r["val_loss"]) for r in ok) else "train_loss"
+    ok = [r for r in ok if math.isfinite(r[key])]
+    return min(ok, key=lambda r: r[key]) if ok else None
+
+
+def train_command(member: Member, data: DataConfig, out: str = "runs/best") -> str:
+    """The exact ``microgpt-jax train`` command that reproduces one member (same init, data order and recipe)."""
+    parts = ["microgpt-jax", "train", "--out", out]
+    if data.path is not None:
+        parts += ["--data", str(data.path)]
+    parts += ["--no-shuffle"] if data.shuffle_seed is None else ["--shuffle-seed", str(data.shuffle_seed)]
+    parts += ["--val-size", str(data.val_size)]
+    if data.tokenizer not in (None, "char"):
+        parts += ["--tokenizer", data.tokenizer]
+    if data.lowercase:
+        parts.append("--lowercase")
+    values = member.hyperparams()
+    default = TrainConfig()
+    for k in MODEL_KEYS + TRAIN_KEYS:
+        if k in RECIPE_KEYS and values[k] == getattr(default, k):
+            continue
+        parts += [f"--{k.replace('_', '-')}", repr(values[k]) if isinstance(values[k], float) else str(values[k])]
+    if member.train.init_zero_out:
+        parts += ["--init-variant", "early"]
+    if member.train.x64:
+        parts.append("--x64")
+    return " ".join(parts)
+
+
+def _json_value(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
+    """``results.csv`` and ``results.json`` (non-finite numbers become null in JSON), written atomically."""
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    clean = [{k: _json_value(v) for k, v in r.items()} for r in rows]
+    atomic_write_text(out / "results.json", json.dumps(clean, indent=1) + "\n")
+
+
+def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -> None:
+    """val_loss against lr (log axis), one line per combination of the other varying settings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [k for k in varying if k != "lr"]
+    lines: dict[tuple, list[tuple[float, float]]] = {}
+    for r in rows:
+        lines.setdefault(tuple(r[k] for k in others), []).append((r["lr"], r["val_loss"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in lines.items():
+        pts.sort()
+        xs = [x for x, _ in pts]
+        ys = [y if math.isfinite(y) else np.nan for _, y in pts]
+        text = ", ".join(f"{k}={v}" for k, v in zip(others, label, strict=True)) or "val_loss"
+        ax.plot(xs, ys, marker="o", label=text)
+    ax.set_xscale("log")
+    ax.set_xlabel("lr")
+    ax.set_ylabel("val_loss")
+    ax.set_title("sweep: held-out loss against learning rate (diverged members missing)")
+    if len(lines) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def sweep_run(
+    out: str | os.PathLike,
+    members: list[Member],
+    corpus: Corpus,
+    data: DataConfig,
+    *,
+    devices_requested: int | None = None,
+    chunk: int = 100,
+    save_member_params: bool = False,
+    progress: bool = True,
+    verbose: bool = True,
+) -> SweepResult:
+    """``microgpt-jax sweep`` as a library call: train ``members`` on ``corpus`` and write ``out``/results.csv,
+    results.json, sweep.png (and members/<id>/params.safetensors); prints the best member with the ``train``
+    command that reproduces it. Only process 0 writes and prints."""
+    log = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
+    mesh = sweep_mesh(devices_requested)
+    lead = jax.process_index() == 0
+    out = Path(out)
+    error = None
+    if lead:  # every check above this line: a bad flag leaves no directory
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            error = UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out")
+    distributed.check_together(error)  # every process stops here when process 0 cannot write
+    n_groups = len(member_groups(members))
+    log(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
+    t0 = time.perf_counter()
+    result = run_sweep(
+        members, corpus.train_docs, corpus.val_docs, corpus.tokenizer, mesh=mesh, chunk=chunk,
+        keep_params=save_member_params, progress=progress,
+    )  # fmt: skip
+    if not lead:
+        return result
+    rows = result.rows
+    write_results(out, rows)
+    varying = [k for k in GRID_KEYS if len({r[k] for r in rows}) > 1]
+    plot_sweep(out / "sweep.png", rows, varying)
+    if save_member_params:
+        for m, p in zip(members, result.params, strict=True):
+            (out / "members" / str(m.index)).mkdir(parents=True, exist_ok=True)
+            save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, corpus.tokenizer)
+    n_bad = sum(r["diverged"] for r in rows)
+    log(f"trained {len(rows)} members in {time.perf_counter() - t0:.1f} s; {n_bad} diverged")
+    best = best_row(rows)
+    if best is None:
+        log("every member diverged: lower --lr")
+    else:
+        settings = ", ".join(f"{k}={best[k]}" for k in varying) or "the only member"
+        log(f"best: member {best['id']} ({settings}): val_loss {best['val_loss']:.4f}, "
+            f"train_loss {best['train_loss']:.4f}")  # fmt: skip
+        log("reproduce it with (the same run up to float rounding: val_loss within ~1e-4 in float32, ~1e-15 in x64):")
+        log("  " + train_command(members[best["id"]], data))
+    extra = ", members/<id>/params.safetensors" if save_member_params else ""
+    log(f"wrote {out}/results.csv, results.json, sweep.png{extra}")
+    return result

@@ -1,0 +1,163 @@
+"""JAX's persistent compilation cache for the ``microgpt-jax`` program: compiled programs saved on disk, so a
+second run with the same shapes skips XLA's compile (seconds on a CPU).
+
+The program turns it on; the library never does (importing it changes no JAX setting). Where it lives, from
+``enable_compile_cache``'s ``setting`` or else ``$MICROGPT_JAX_CACHE``:
+
+- ``off``, ``0``, ``no``, ``false``, ``none`` (any case) or the empty string: no cache;
+- a directory path (``~`` expanded): that directory;
+- unset: ``$XDG_CACHE_HOME/microgpt_jax``, else ``~/.cache/microgpt_jax``.
+
+Beside JAX's entries, the subdirectory ``executables`` keeps each program whole (``executables.py``), so a
+warm run does not even trace it. The directory is created private to the user (mode 0700). Whoever can write
+a compilation cache can make the process run code of their choosing (JAX's documentation says as much), so an
+existing directory that is writable by group or others, or owned by another user, is refused: one warning
+line and the run goes on without a cache.
+
+A cache must never fail a run. JAX already catches errors reading or writing entries (a read-only or full
+disk, a file another run is still writing) and reports each as a Python warning; this module makes the first
+one a single ``warning:`` line on stderr and silences the rest, whatever the process's warning filters (even
+``-W error``). It also sets ``jax_raise_persistent_cache_errors`` off and turns off XLA's own GPU side caches
+(``jax_persistent_cache_enable_xla_caches``), which XLA writes itself and whose failures abort a GPU compile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+import warnings
+from pathlib import Path
+from typing import TextIO
+
+import jax
+
+from microgpt_jax.runtime import executables
+
+CACHE_ENV = "MICROGPT_JAX_CACHE"
+OFF = frozenset({"", "off", "0", "no", "false", "none"})
+EXECUTABLES = "executables"  # the subdirectory of whole compiled programs (executables.py)
+
+# the warnings JAX's compiler emits when a persistent-cache read or write fails (jax/_src/compiler.py)
+_JAX_CACHE_WARNING = re.compile(r"Error (reading|writing) persistent compilation cache entry")
+
+
+def cache_dir(setting: str | None = None) -> Path | None:
+    """The cache directory a setting names (default ``$MICROGPT_JAX_CACHE``), or None when it turns the cache off.
+
+    Resolution only: nothing is created or checked. An unset setting gives ``$XDG_CACHE_HOME/microgpt_jax``
+    (when that is an absolute path, as the XDG spec requires) or ``~/.cache/microgpt_jax``."""
+    if setting is None:
+        setting = os.environ.get(CACHE_ENV)
+    if setting is not None:
+        if setting.strip().lower() in OFF:
+            return None
+        return Path(setting).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "microgpt_jax"
+
+
+def enable_compile_cache(setting: str | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache for this process; return the directory in use, or None.
+
+    ``setting`` (default ``$MICROGPT_JAX_CACHE``) is resolved by ``cache_dir``. The directory is created with
+    mode 0700 if missing; one that is not a directory, is owned by another user or is writable by group or
+    others is refused with one ``warning:`` line on stderr (None is returned, JAX's settings are left as they
+    were and no whole program is kept). Cheap: sets JAX config values only, no backend is started. Call it
+    before the first compilation; a later call does not move a cache JAX has already opened. Whole programs are
+    kept in its ``executables`` subdirectory (``executables.py``) while it is on (a subdirectory that fails the
+    same checks: a warning line, and JAX's cache alone)."""
+    executables.enable(None)
+    try:
+        path = cache_dir(setting)
+    except RuntimeError as e:  # Path.home() without $HOME or a passwd entry
+        _warn(f"no compilation cache: cannot find the home directory ({e}); set {CACHE_ENV}=DIR or off")
+        return None
+    if path is None:
+        return None
+    problem = _prepare(path)
+    if problem:
+        _warn(f"not using the compilation cache {path}: {problem}")
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_enable_compilation_cache", True)
+    # every program is worth keeping: microgpt's compile in seconds, below JAX's 1 s default, and are small
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # cache errors stay warnings (JAX's default, which $JAX_RAISE_PERSISTENT_CACHE_ERRORS could change)
+    jax.config.update("jax_raise_persistent_cache_errors", False)
+    # XLA's GPU autotune cache under the same directory is written by XLA itself, and a failed write there
+    # fails the compile: off, so a read-only or full cache directory cannot stop a GPU run either
+    jax.config.update("jax_persistent_cache_enable_xla_caches", None)
+    _one_line_cache_warnings(path)
+    problem = _prepare(path / EXECUTABLES)
+    if problem:  # JAX's cache stays on; whole programs are not kept
+        _warn(f"not keeping whole programs in {path / EXECUTABLES}: {problem}")
+    else:
+        executables.enable(path / EXECUTABLES)
+    return path
+
+
+def _prepare(path: Path) -> str | None:
+    """Create ``path`` private to the user if missing; the reason it must not be used, or None if it is fine."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError as e:
+        return f"cannot create it ({e.strerror or e})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return "it is owned by another user, who could make this program run their code"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"it is writable by group or others, who could make this program run their code (chmod 700 {path})"
+    return None
+
+
+def _warn(message: str) -> None:
+    """One ``warning:`` line on stderr, as the CLI prints its messages."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _one_line_cache_warnings(path: Path) -> None:
+    """Show JAX's cache read/write failure warnings as one line for the whole process (the first), none after.
+
+    A filter placed first lets these warnings through whatever the other filters say (so ``-W error`` cannot
+    turn a cache hiccup into a failed run), and a wrapper around ``warnings.showwarning`` prints the first as
+    one line and drops the rest. Installed once per process; later calls only update the directory named."""
+    warnings.filterwarnings("always", message=_JAX_CACHE_WARNING.pattern, category=UserWarning)
+    current = warnings.showwarning
+    if getattr(current, "_microgpt_jax_cache", None) is not None:
+        current._microgpt_jax_cache["path"] = path
+        return
+    state = {"path": path, "shown": False}
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = str(message)
+        match = _JAX_CACHE_WARNING.match(text)
+        if not (match and issubclass(category, UserWarning)):
+            current(message, category, filename, lineno, file, line)
+            return
+        if not state["shown"]:
+            state["shown"] = True
+            detail = text.split(": ", 1)[-1].splitlines()[0] if ": " in text else text
+            if match.group(1) == "writing":
+                what, then = "save a compiled program", "continuing without saving it"
+            else:  # e.g. an entry cut short by a run killed while writing it
+                what, then = "read a compiled program", f"compiled it again; deleting {state['path']} clears the cache"
+            _warn(
+                f"compilation cache {state['path']}: could not {what} ({detail}); {then} "
+                f"(further cache errors are not shown; {CACHE_ENV}=off turns the cache off)"
+            )
+
+    showwarning._microgpt_jax_cache = state
+    warnings.showwarning = showwarning

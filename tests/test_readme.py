@@ -1,5 +1,5 @@
-"""The README's commands run as printed: every ``microgpt-jax`` line of its bash blocks and its Python examples,
-in order, in a scratch directory, on a corpus made of the vendored names (the full corpus is not needed)."""
+"""The README's and docs/'s commands run as printed: every ``microgpt-jax`` line of their bash blocks and their
+Python examples, in order, in a scratch directory, on a corpus made of the vendored names."""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ from conftest import REF_DIR, ROOT
 from microgpt_jax.cli.program import main
 
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def blocks(lang: str) -> list[str]:
-    """The README's fenced code blocks of ``lang``, in order."""
-    return re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    """The fenced code blocks of ``lang`` in the README, then in docs/, in order."""
+    found = []
+    for page in PAGES:
+        found += re.findall(rf"^```{lang}\n(.*?)^```", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return found
 
 
 def commands() -> list[tuple[dict[str, str], list[str]]]:
@@ -82,7 +86,8 @@ def test_every_readme_command_runs_as_printed(scratch: Path, monkeypatch, capsys
         else:
             assert main(argv) == 0, (argv, capsys.readouterr().err)
     assert (scratch / "runs" / "microgpt" / "params.safetensors").exists()
-    assert skipped == ["../shared/data/grade1_sentences.txt", "runs/words", "../shared/data/questions.txt"]
+    # only the book's word corpora (not shipped: no license) and the runs made from them are missing here
+    assert skipped and all(s.endswith(("grade1_sentences.txt", "questions.txt")) or "words" in s for s in skipped)
 
 
 @pytest.mark.slow

@@ -186,7 +186,14 @@ def main() -> int:
     p.add_argument("--work", default="runs/best_names", help="where the stages' sweeps and the winner's run go")
     p.add_argument("--results", default=str(HERE / "results"), help="where best_names.md/.json/.png go")
     p.add_argument("--quick", action="store_true", help="tiny stages: checks the pipeline, writes no results")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in the folder")
     args = p.parse_args()
+    names = ("best_names.md", "best_names.json", "best_names.png")
+    if not args.quick and not args.overwrite and any((Path(args.results) / n).exists() for n in names):
+        print(
+            f"error: {args.results} already holds best_names results: pass --overwrite to replace them", file=sys.stderr
+        )
+        return 2
     if not args.data or not Path(args.data).is_file():
         print("error: names.txt not found: pass --data PATH or set MICROGPT_JAX_DATA", file=sys.stderr)
         return 2

@@ -35,7 +35,11 @@ sys.path.insert(0, str(ROOT))
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig  # noqa: E402
 from microgpt_jax.corpus.load import load_corpus  # noqa: E402
 from microgpt_jax.errors import exit_status  # noqa: E402
-from microgpt_jax.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from microgpt_jax.files import (  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_text,
+    refuse_existing,
+)
 from microgpt_jax.runs.sweep_dir import best_row, write_results  # noqa: E402
 from microgpt_jax.training import sweep  # noqa: E402
 
@@ -151,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--overwrite", action="store_true", help="replace results already in the folder")
     args = p.parse_args(argv)
+    names = ("lr_sweep.md", "lr_sweep.json", "lr_sweep.csv", "lr_sweep.png")
+    if not args.overwrite:
+        refuse_existing(Path(args.out), names, "pass --overwrite to replace them, or --out another folder")
     corpus = load_corpus(DataConfig(path=args.data))  # the split train uses: seed-42 shuffle, last 1000 held out
     base = GPTConfig(vocab_size=corpus.tokenizer.vocab_size)
     members = []

@@ -49,7 +49,7 @@ from microgpt_jax.config import (
 from microgpt_jax.corpus.load import Corpus, load_corpus
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import exit_status
-from microgpt_jax.files import atomic_write_bytes, atomic_write_text
+from microgpt_jax.files import atomic_write_bytes, atomic_write_text, refuse_existing
 from microgpt_jax.model.dtypes import enable_x64
 from microgpt_jax.model.init import init_params
 from microgpt_jax.model.registry import num_params
@@ -311,11 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-size", type=int, default=1000, help="hold out the last N names (default 1000)")
     p.add_argument("--quick", action="store_true", help="a handful of steps per run: checks the script, not models")
     p.add_argument("--num-samples", type=int, default=8)
+    p.add_argument("--overwrite", action="store_true", help="replace results already in the folder")
     args = p.parse_args(argv)
 
     data = DataConfig(path=args.data, val_size=args.val_size)
     corpus = load_corpus(data)  # a bad corpus stops here, before anything is written
     out = Path(args.out) if args.out else (None if args.quick else RESULTS)
+    if not args.overwrite:
+        refuse_existing(
+            out,
+            ("steps.md", "steps.json", "steps.png", "weights.png"),
+            "pass --overwrite to replace them, or --out another folder",
+        )
     runs = quick_runs(RUNS) if args.quick else RUNS
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="steps-runs-") as tmp:

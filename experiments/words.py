@@ -40,7 +40,7 @@ from microgpt_jax.config import DataConfig, GPTConfig, RunConfig, SampleConfig, 
 from microgpt_jax.corpus.documents import encode_docs
 from microgpt_jax.corpus.load import load_corpus
 from microgpt_jax.errors import UserError, exit_status
-from microgpt_jax.files import atomic_write_text
+from microgpt_jax.files import atomic_write_text, refuse_existing
 from microgpt_jax.runs.fresh import train_run
 from microgpt_jax.runs.load import load_run, sample_model
 from microgpt_jax.runs.loop import RunResult
@@ -414,9 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-samples", type=int, default=10, help="samples per setting (default 10)")
     p.add_argument("--quick", action="store_true", help="a handful of steps per run: checks the script, not models")
     p.add_argument("--quick-steps", type=int, default=20, help=argparse.SUPPRESS)
+    p.add_argument("--overwrite", action="store_true", help="replace results already in the folder")
     args = p.parse_args(argv)
 
     out = Path(args.out) if args.out else (None if args.quick else RESULTS)
+    if not args.overwrite:
+        refuse_existing(out, ("words.md", "words.json"), "pass --overwrite to replace them, or --out another folder")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="words-runs-") as tmp:
         results = run_all(args, Path(tmp) if args.quick else Path(args.runs))

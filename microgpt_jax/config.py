@@ -104,7 +104,7 @@ class GPTConfig(_Config):
         if self.model == "gpt" and self.n_embd % self.n_head:  # only the GPT has heads
             raise UserError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
-                "pick --n-embd a multiple of --n-head"
+                "pick `n_embd` a multiple of `n_head`"
             )
 
     @property
@@ -167,7 +167,7 @@ class TrainConfig(_Config):
         if not (_real(self.weight_decay) and self.weight_decay >= 0):
             raise UserError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if self.weight_decay and self.optimizer != "adam":
-            raise UserError("weight_decay is AdamW's: use --optimizer adam, or drop --weight-decay")
+            raise UserError("weight_decay is AdamW's: use `optimizer` adam, or drop `weight_decay`")
         if not (_real(self.dropout) and 0 <= self.dropout < 1):
             raise UserError(f"dropout must be in [0, 1), got {self.dropout!r}")
         _whole("train", "warmup", self.warmup, 0)
@@ -189,10 +189,12 @@ class DataConfig(_Config):
     """Where the documents come from, their order, the held-out split, and how they become tokens."""
 
     path: str | None = _field(None, "corpus, one document per line ($MICROGPT_JAX_DATA, else data/names.txt)")
-    shuffle_seed: int | None = _field(42, "random.Random(N).shuffle(docs), the original's order; None keeps the file's")
+    shuffle_seed: int | None = _field(
+        42, "random.Random(N).shuffle(docs), the original's order (--no-shuffle keeps the file's)"
+    )
     val_size: int = _field(1000, "hold out the last N documents for val_loss")
     tokenizer: str | None = _field(
-        None, "char (microgpt's, the default) or word (split on spaces); with --init, the init model's"
+        None, "char (microgpt's, the default) or word (split on spaces); a fine-tune keeps its init model's"
     )
     lowercase: bool = _field(False, "lower-case every document before tokenizing (the book's sentences)")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from microgpt_jax.errors import UserError
@@ -115,3 +116,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """UTF-8 text through ``atomic_write_bytes``."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def refuse_existing(folder: Path | None, names: Sequence[str], fix: str) -> None:
+    """A one-line UserError ending in ``fix`` when any of ``names`` exists in ``folder`` (None: nothing to
+    check): what a writer that never replaces files unasked calls before its first write."""
+    if folder is None:
+        return
+    present = [name for name in names if os.path.lexists(Path(folder) / name)]
+    if present:
+        raise UserError(f"{folder} already holds {', '.join(present)}: {fix}")

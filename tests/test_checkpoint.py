@@ -194,7 +194,10 @@ def test_resume_flags(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) ->
     assert "--lr 0.02 conflicts with the run's saved --lr 0.01" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--data", str(tmp_path / "other.txt")]) == 2
     assert main(["train", "--out", str(run), *run_flags(tiny_corpus)]) == 2
-    assert "it holds an unfinished run (checkpoint at step 100 of 300)" in capsys.readouterr().err
+    assert (
+        "holds an unfinished run (checkpoint at step 100 of 300): resume it (microgpt-jax train --resume "
+        in capsys.readouterr().err
+    )
     # sampling the unfinished run says how to go on; its checkpoint's parameters are an ordinary file
     assert main(["sample", "--run", str(run), "--num-samples", "3"]) == 2
     assert f"is unfinished (checkpoint at step 100): finish it with `microgpt-jax train --resume {run}`" in (

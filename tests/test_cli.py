@@ -100,3 +100,33 @@ def test_the_program_ends_without_teardown_only_where_nothing_is_lost(thread: bo
         assert (proc.returncode, proc.stdout) == (4, "output returned handler ran")
     else:  # the exit handlers ran and the buffered output was flushed, with the status given
         assert (proc.returncode, proc.stdout) == (3, "output handler ran")
+
+
+def test_library_arguments_are_named_as_flags_on_the_command_line(capsys) -> None:
+    from microgpt_jax.cli.parser import in_flags
+
+    assert in_flags("`val_size` 5 leaves none: lower `val_size`, or set `path`") == (
+        "--val-size 5 leaves none: lower --val-size, or set --data"
+    )
+    assert main(["train", "--out", "x", "--val-size", "40000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--val-size 40000000 leaves no training documents" in err and "`" not in err
+
+
+def test_an_unknown_flag_gets_the_closest_known_one(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", "x", "--setps", "10"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --setps 10; did you mean --steps?" in capsys.readouterr().err
+
+
+def test_refuse_existing_names_what_is_there(tmp_path) -> None:
+    from microgpt_jax.errors import UserError
+    from microgpt_jax.files import refuse_existing
+
+    refuse_existing(tmp_path, ["a.md"], "fix it")  # nothing there: no error
+    refuse_existing(None, ["a.md"], "fix it")
+    (tmp_path / "a.md").write_text("mine")
+    with pytest.raises(UserError, match=r"already holds a.md: fix it"):
+        refuse_existing(tmp_path, ["a.md", "b.md"], "fix it")
+    assert (tmp_path / "a.md").read_text() == "mine"

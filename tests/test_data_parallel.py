@@ -13,7 +13,7 @@ from microgpt_jax.training.loop import train
 def test_device_count_on_one_device():
     assert device_count(None, 1) == 1  # a single device
     assert device_count(1, 4) == 1
-    with pytest.raises(UserError, match="--devices 2"):
+    with pytest.raises(UserError, match="`devices` 2"):
         device_count(2, 4)  # this process sees one CPU device
 
 

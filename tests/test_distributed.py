@@ -18,7 +18,7 @@ from microgpt_jax.runtime import devices, distributed
     [
         (("127.0.0.1:1234", None, None), "go together"),
         ((None, 2, 0), "go together"),
-        (("127.0.0.1:1234", 2, 2), "--process-id 2 is outside 0..1"),
+        (("127.0.0.1:1234", 2, 2), "`process_id` 2 is outside 0..1"),
         (("localhost", 2, 0), "expected HOST:PORT"),
     ],
 )

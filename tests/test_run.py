@@ -101,7 +101,7 @@ def test_a_bad_run_leaves_no_directory(tiny_corpus: Path, tmp_path: Path, capsys
 
 def test_empty_out_is_refused(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="--out is empty"):
+    with pytest.raises(UserError, match="`out` is empty"):
         fresh.train_run("", SMALL, TrainConfig(steps=2), DataConfig(path=tiny_corpus, val_size=10), verbose=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.txt"]
 
@@ -213,7 +213,7 @@ def test_word_run_from_the_command_line_is_the_library_run(word_run: RunResult, 
     ("line3", "lowercase", "says"),
     [
         ("can the zebra run", True, "q.txt line 3: word 'zebra' is not in the model's vocabulary (14 words):"),
-        ("Can the dog run", False, "q.txt line 3: word 'Can' is not in the model's vocabulary (14 words) (--lowercase"),
+        ("Can the dog run", False, "q.txt line 3: word 'Can' is not in the model's vocabulary (14 words) (`lowercase`"),
         ("can the  dog run", True, "q.txt line 3: 'can the  dog run' has an empty word at word 3"),
     ],
 )

@@ -53,7 +53,11 @@ def test_a_finished_run_is_replaced_only_with_overwrite_and_only_when_complete(
     old = {p: (out / p).read_bytes() for p in ("config.json", "metrics.jsonl", "params.safetensors")}
     # a finished run whose steps are not a multiple of --ckpt-every is finished, not "unfinished"
     rc, err = code_and_err(["train", "--out", str(out), *flags(tiny_corpus, 5)], capsys)
-    assert rc == 2 and "it holds a finished run" in err and "--overwrite" in err
+    assert (
+        rc == 2
+        and "holds a finished run: pick another --out, or pass --overwrite to replace it" in err
+        and "--overwrite" in err
+    )
     # a replacement that diverges leaves the old run as it was, and no staging directory
     rc, err = code_and_err(["train", "--out", str(out), *flags(tiny_corpus, 5, "--lr", "1e30", "--optimizer", "sgd"),
                             "--overwrite"], capsys)  # fmt: skip
@@ -194,10 +198,10 @@ def test_divergence_before_any_update_blames_the_initial_parameters() -> None:
     from microgpt_jax.config import GPTConfig, TrainConfig
 
     guard = RunGuard("run", GPTConfig(), TrainConfig(init_std=5.0), "ab", None, "")
-    assert "--init-std 5 gives parameters with a non-finite loss; lower --init-std" in str(guard.fail(0, float("nan")))
+    assert "`init_std` 5 gives parameters with a non-finite loss; lower `init_std`" in str(guard.fail(0, float("nan")))
     guard = RunGuard("run", GPTConfig(), TrainConfig(), "ab", None, "", init="big.json")
-    assert "--init big.json holds parameters" in str(guard.fail(0, float("inf")))
-    assert "lower --lr" in str(guard.fail(3, float("nan")))
+    assert "`init` big.json holds parameters" in str(guard.fail(0, float("inf")))
+    assert "lower `lr`" in str(guard.fail(3, float("nan")))
 
 
 def test_export_never_overwrites_unless_asked(tmp_path: Path, tiny_corpus: Path, capsys) -> None:

@@ -92,3 +92,17 @@ def test_a_missing_corpus_is_one_line_and_status_2(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: data file") and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_results_already_there_are_kept_unless_overwrite_is_given(steps, tiny_corpus, tmp_path) -> None:
+    from microgpt_jax.errors import UserError
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "steps.md").write_text("committed figures")
+    argv = ["--quick", "--data", str(tiny_corpus), "--val-size", "5", "--out", str(out)]
+    with pytest.raises(UserError, match="already holds steps.md: pass --overwrite"):
+        steps.main(argv)
+    assert (out / "steps.md").read_text() == "committed figures" and sorted(p.name for p in out.iterdir()) == [
+        "steps.md"
+    ]

@@ -9,7 +9,9 @@ not give is absent from the parsed namespace (argparse.SUPPRESS), so the configs
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -41,7 +43,24 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message}{self._suggestion(message)} (see {self.prog} --help)\n")
+
+    def _suggestion(self, message: str) -> str:
+        """For an unknown flag, the closest flag of this parser or its subcommands: "; did you mean --steps?"."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = set(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    known |= set(sub._option_string_actions)
+        guesses = [
+            difflib.get_close_matches(word.split("=")[0], sorted(known), n=1)
+            for word in message.split(":", 1)[1].split()
+            if word.startswith("--")
+        ]
+        found = [g[0] for g in guesses if g]
+        return f"; did you mean {' or '.join(found)}?" if found else ""
 
 
 def version() -> str:
@@ -146,6 +165,15 @@ def flag_of(name: str) -> str:
     return FLAG.get(name, "--" + name.replace("_", "-"))
 
 
+_ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def in_flags(message: str) -> str:
+    """A library message as the command line says it: the library names its arguments in backticks
+    (`val_size`), the command line names the flags that set them (--val-size)."""
+    return _ARGUMENT.sub(lambda m: flag_of(m.group(1)), message)
+
+
 def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, grid: bool = False) -> None:
     """One flag per config field in ``names``: type from FIELD_TYPES, help and shown default from config.py.
     With ``grid``, each flag takes a comma-separated list (a sweep's axis)."""
@@ -163,7 +191,7 @@ def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, 
             type=_list_of(kind) if grid else kind,
             default=argparse.SUPPRESS,
             help=text + (" (comma-separated list)" if grid else "") + shown,
-            metavar=("PATH" if name == "path" else name.upper()) + ("S" if grid else ""),
+            metavar=("PATH" if name == "path" else name.upper()) + (",..." if grid else ""),
         )
 
 

@@ -52,7 +52,7 @@ def parse_docs(raw: bytes, source: str = "data") -> list[str]:
 def load_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
     """A corpus file's documents (non-empty stripped lines) with their line numbers; a regular file of at most
     ``files.MAX_CORPUS_BYTES``."""
-    raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file, one document per line, with --data PATH")
+    raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file with one document per line as `path`")
     return parse_lines(raw, str(path))
 
 
@@ -72,10 +72,10 @@ def shuffle_docs(docs: Sequence[str], seed: int | None = 42) -> list[str]:
 def split_docs(docs: Sequence[str], val_size: int = 1000) -> tuple[list[str], list[str]]:
     """Hold out the LAST ``val_size`` documents, so training starts on the same documents as the original."""
     if val_size < 0:
-        raise UserError(f"--val-size must be >= 0, got {val_size}")
+        raise UserError(f"`val_size` must be >= 0, got {val_size}")
     if val_size >= len(docs):
         raise UserError(
-            f"--val-size {val_size} leaves no training documents out of {len(docs)}: pass a smaller --val-size"
+            f"`val_size` {val_size} leaves no training documents out of {len(docs)}: pass a smaller `val_size`"
         )
     cut = len(docs) - val_size
     return list(docs[:cut]), list(docs[cut:])
@@ -109,7 +109,7 @@ def check_encodable(lines: Sequence[tuple[int, str]], tokenizer: Tokenizer, sour
             raise UserError(f"{source} line {lineno}: {e}") from None
         if unit is not None:
             hint = (
-                " (--lowercase makes it one)"
+                " (`lowercase` makes it one)"
                 if unit.lower() != unit and not tokenizer.first_unknown(unit.lower())
                 else ""
             )

@@ -48,7 +48,7 @@ def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
     (an error names the first word or character it lacks and its line), and ``data.tokenizer``, when set,
     must be its kind."""
     path = resolve_data_path(data.path)
-    raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file, one document per line, with --data PATH")
+    raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file with one document per line as `path`")
     fast = ascii_corpus(raw, data, tokenizer, path)
     if fast is not None:
         return Corpus(path, *fast)
@@ -61,8 +61,8 @@ def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
     else:
         if data.tokenizer is not None and data.tokenizer != tokenizer.kind:
             raise UserError(
-                f"--tokenizer {data.tokenizer} differs from the model's {tokenizer.kind} tokenizer: "
-                "fine-tuning keeps the model's tokenizer; drop --tokenizer"
+                f"`tokenizer` {data.tokenizer} differs from the model's {tokenizer.kind} tokenizer: "
+                "fine-tuning keeps the model's tokenizer; drop `tokenizer`"
             )
         check_encodable(lines, tokenizer, str(path))
     docs = shuffle_docs([text for _, text in lines], data.shuffle_seed)

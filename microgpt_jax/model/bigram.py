@@ -45,7 +45,7 @@ def count_bigrams(tokens_NxT1: np.ndarray, n_N: np.ndarray, vocab_size: int) -> 
 def bigram_params(counts_VxV: np.ndarray, smoothing: float = 1.0, dtype: jnp.dtype | None = None) -> dict:
     """The state_dict ``{"wte": log P(next | token)}`` of add-``smoothing`` counts, rows normalised."""
     if not (np.isfinite(smoothing) and smoothing > 0):
-        raise UserError(f"--smoothing must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
+        raise UserError(f"`smoothing` must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
     smoothed_VxV = np.asarray(counts_VxV, np.float64) + smoothing
     log_probs_VxV = np.log(smoothed_VxV / smoothed_VxV.sum(axis=1, keepdims=True))
     dtype = dtype or default_float()
@@ -73,7 +73,7 @@ def online_bigram(
     The counts are integers; ``bigram_params(counts)`` makes them the model's log-probability table.
     """
     if not (np.isfinite(smoothing) and smoothing > 0):
-        raise UserError(f"--smoothing must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
+        raise UserError(f"`smoothing` must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
     float_dtype = jnp.result_type(float)  # float64 under x64, as the guide's Python floats
     k = jnp.asarray(smoothing, float_dtype)
     return _online_bigram(jnp.asarray(tokens_NxT1), jnp.asarray(n_N), k, vocab_size, steps)

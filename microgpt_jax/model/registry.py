@@ -112,8 +112,8 @@ def analytic_gradient(config: GPTConfig) -> Callable[[Params, jax.Array, jax.Arr
     if analytic is None:
         have = [name for name, m in REGISTRY.items() if m.analytic_value_and_grad is not None]
         raise UserError(
-            f"--model {config.model} has no hand-written gradient (only {', '.join(have)} has, Step 1's): "
-            "use --grad autodiff"
+            f"`model` {config.model} has no hand-written gradient (only {', '.join(have)} has, Step 1's): "
+            "use `grad` autodiff"
         )
     return analytic
 
@@ -134,7 +134,7 @@ def forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig, dropout: D
     if dropout is None:
         return get(config).forward(params, tokens_BxT, config)
     if config.model != "gpt":
-        raise UserError(f"--model {config.model} has no dropout: drop --dropout")
+        raise UserError(f"`model` {config.model} has no dropout: drop `dropout`")
     return gpt(params, tokens_BxT, config, dropout)
 
 

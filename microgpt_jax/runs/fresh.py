@@ -73,7 +73,7 @@ def _read_init(init: str | os.PathLike) -> _Init:
         unfinished_run_hint(given)  # a checkpoint but no params yet: say how to finish it
         given = given / PARAMS_FILE
         if not given.is_file():
-            raise UserError(f"--init {init}: no {PARAMS_FILE} in it: pass a finished run directory or a parameter file")
+            raise UserError(f"`init` {init}: no {PARAMS_FILE} in it: pass a finished run directory or a parameter file")
     params, meta = load_params(given)
     source = InitSource(str(given.resolve()), sha256_file(given), None if run_dir is None else str(run_dir.resolve()))
     return _Init(source, params, meta.get("config"), meta.get("tokenizer"))
@@ -90,7 +90,7 @@ def _model_of(model: GPTConfig | None, init: _Init | None, vocab_size: int) -> G
                 for k in GPTConfig.__dataclass_fields__ if getattr(wanted, k) != getattr(init.config, k)]  # fmt: skip
         if diff:
             raise UserError(
-                f"--init {init.source.given}: the model asked for differs from the init model's: {', '.join(diff)}: "
+                f"`init` {init.source.given}: the model asked for differs from the init model's: {', '.join(diff)}: "
                 "leave the model flags out (the init model's architecture is used) or match them"
             )
     return init.config
@@ -115,16 +115,16 @@ def _check_fits(tc: TrainConfig, config: GPTConfig, n_docs: int) -> None:
     need = step_bytes(config, tc.batch_size, n_docs, 8 if tc.x64 else 4)
     have = devices.available_memory()
     if need > 0.9 * have:
-        big = "--block-size (attention grows as its square)" if config.block_size > 256 else "--batch-size"
+        big = "`block_size` (attention grows as its square)" if config.block_size > 256 else "`batch_size`"
         raise UserError(f"a training step needs about {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB "
                         f"this device has: lower {big} or the model's size")  # fmt: skip
     info = np.finfo(float_dtype(tc.x64))
     for name in ("lr", "eps", "init_std"):
         value = float(getattr(tc, name))
         if value > float(info.max) or 0 < value < float(info.tiny):  # Python floats: no cast, no warning
-            flag = "--" + name.replace("_", "-")
+            flag = f"`{name}`"
             raise UserError(f"{flag} {value:g} is outside {info.dtype}'s range ({info.tiny:.3g} to {info.max:.3g}): "
-                            f"pick a {flag} inside it (or --x64)")  # fmt: skip
+                            f"pick a {flag} inside it (or `x64`)")  # fmt: skip
 
 
 def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: RunGuard, log: Log) -> RunResult:
@@ -221,12 +221,12 @@ def _prepare_and_train(
     """``train_run`` after its first checks: every check that reads the inputs, then the run (each process
     reads its own copy of the corpus and the init; only process 0 creates the directory)."""
     if init is not None and model is not None and registry.get(model).counted:
-        raise UserError(f"--model {model.model} is built by counting: drop --init")
+        raise UserError(f"`model` {model.model} is built by counting: drop `init`")
     start = None if init is None else _read_init(init)
     corpus = load_corpus(data, None if start is None else start.tokenizer)
     config = _model_of(model, start, corpus.tokenizer.vocab_size)
     if registry.get(config).counted and start is not None:
-        raise UserError(f"--init {init} is a {config.model} model, built by counting: it cannot be trained further")
+        raise UserError(f"`init` {init} is a {config.model} model, built by counting: it cannot be trained further")
     data = dataclasses.replace(data, path=str(corpus.path.resolve()), tokenizer=corpus.tokenizer.kind)
     spec = RunSpec(
         config, train, data, run, sample, corpus.tokenizer, sha256_file(corpus.path),
@@ -241,7 +241,7 @@ def _prepare_and_train(
             _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
             params = _initial_params(spec, start)
         if len(corpus.train_docs) == 0:
-            raise UserError("no training documents left after the held-out split: lower --val-size")
+            raise UserError("no training documents left after the held-out split: lower `val_size`")
         guard = make_guard(Path(out), spec, 0)
         with guard.signals():  # from here on a signal ends in a resumable state or a complete run
             # after every check: a bad input leaves no directory; every process waits for process 0's verdict

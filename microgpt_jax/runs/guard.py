@@ -115,14 +115,14 @@ class RunGuard:
             else "no checkpoint was written"
         )
         if step == 0:  # before any update: the starting parameters, not the learning rate
-            cause = f"--init {self.init} holds" if self.init else f"--init-std {self.tc.init_std:g} gives"
+            cause = f"`init` {self.init} holds" if self.init else f"`init_std` {self.tc.init_std:g} gives"
             return UserError(
                 f"loss is {float(loss)} at step 0, before any update: {cause} parameters with a non-finite loss; "
-                f"{'use another --init' if self.init else 'lower --init-std'} and train again"
+                f"{'use another `init`' if self.init else 'lower `init_std`'} and train again"
             )
         return UserError(
             f"loss is {float(loss)} at step {step} (lr {self.tc.lr:g}): training diverged; "
-            f"lower --lr and train again ({kept}; metrics.jsonl holds the steps before it)"
+            f"lower `lr` and train again ({kept}; metrics.jsonl holds the steps before it)"
         )
 
     def write(self, step: int, params: Any, opt_state: Any) -> None:
@@ -217,7 +217,7 @@ def resume_state(
     if config_sha256 is not None and manifest.get("config_sha256") not in (None, config_sha256):
         raise UserError(
             f"{Path(run_dir) / 'config.json'} changed since the checkpoint (model, train, data or init edited): "
-            "restore it, or start the run again with --overwrite"
+            "restore it, or start the run again with `overwrite`"
         )
     return ckpt
 
@@ -254,7 +254,7 @@ def load_checkpoint(
     ck = Path(run_dir) / CKPT_DIR
     manifest = read_manifest(run_dir)
     if manifest is None:
-        raise UserError(f"{run_dir} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
+        raise UserError(f"{run_dir} has no checkpoint to resume from: train with `ckpt_every` N (or Ctrl-C) writes one")
     step = manifest["step"]
     if not 0 <= step <= train_config.steps:
         raise UserError(f"{ck / MANIFEST}: step {step} is outside the run's 0..{train_config.steps}: start again")

@@ -77,18 +77,18 @@ def load_run(run_dir: str | os.PathLike) -> LoadedModel:
     run_dir = Path(run_dir)
     what = rundir.state(run_dir)
     if what in ("absent", "empty", "foreign", "not-a-directory"):
-        raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the --out of a train run")
+        raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the `out` of a train run")
     spec = RunSpec.read(run_dir)
     unfinished_run_hint(run_dir)  # no params.safetensors yet, but a checkpoint: say how to go on
     if what == "failed":
         diverged = [line for line in _metric_lines(run_dir) if line.get("diverged")]
         why = f"it diverged at step {diverged[-1]['step']}" if diverged else "it stopped before its first checkpoint"
-        raise UserError(f"{run_dir} holds no trained parameters: {why}; train it again with --overwrite")
+        raise UserError(f"{run_dir} holds no trained parameters: {why}; train it again with `overwrite`")
     path = run_dir / PARAMS_FILE
     params, meta = load_params(path)
     if meta.get("run_id") not in (None, spec.digest()) or meta.get("tokenizer", spec.tokenizer) != spec.tokenizer:
         raise UserError(f"{path} is not the parameters of the run in {run_dir / CONFIG_FILE}: the directory mixes "
-                        "two runs; train it again with --overwrite")  # fmt: skip
+                        "two runs; train it again with `overwrite`")  # fmt: skip
     check_params(params, spec.model, source=str(path))
     return LoadedModel(params, spec.model, spec.tokenizer, spec.train.x64, spec.train.seed, str(path))
 

@@ -148,7 +148,7 @@ def train_loop(
     recent: list[float] = []
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
-    log("compiling the training program...")
+    log(f"step {start:4d} / {tc.steps:4d} | starting: compiling the training program (or reading it from the cache)")
     bar = tqdm(total=tc.steps, initial=start, unit="step", disable=None if log.verbose else True, leave=False)
     log.bar = None if bar.disable else bar
 
@@ -175,7 +175,7 @@ def train_loop(
         now = time.perf_counter()
         if "compiled" not in timing:  # the first call compiles: rates are timed from its end
             timing.update(compiled=now, first_step=report.end)
-            took = f"{now - t0:.1f} s, compile included"
+            took = f"{now - t0:.1f} s, start-up included"
             log(f"step {report.end:4d} / {tc.steps:4d} | loss {np.mean(recent):.4f} | {took}")
         bar.update(report.end - report.start)
         bar.set_postfix_str(f"loss {np.mean(recent):.4f} (mean of last {len(recent)})", refresh=False)

@@ -46,9 +46,9 @@ def _resume(out: Path, spec: RunSpec, run: RunConfig | None, sample: SampleConfi
     if run is not None:
         for name in ("eval_every", "devices"):
             if getattr(run, name) != getattr(spec.run, name):
-                flag = "--" + name.replace("_", "-")
+                flag = f"`{name}`"
                 raise UserError(
-                    f"{flag} {getattr(run, name)} differs from the run's {getattr(spec.run, name)}: --resume continues "
+                    f"{flag} {getattr(run, name)} differs from the run's {getattr(spec.run, name)}: `resume` continues "
                     f"the run as it was started; drop {flag}"
                 )
         spec = dataclasses.replace(spec, run=run)
@@ -88,7 +88,7 @@ def _resume(out: Path, spec: RunSpec, run: RunConfig | None, sample: SampleConfi
 
 def _need_checkpoint(out: Path) -> None:
     if checkpoint.read_manifest(out) is None:
-        raise UserError(f"{out} has no checkpoint to resume from: train with --ckpt-every N (or Ctrl-C) writes one")
+        raise UserError(f"{out} has no checkpoint to resume from: train with `ckpt_every` N (or Ctrl-C) writes one")
 
 
 def _share_checkpoint(ckpt: checkpoint.Checkpoint | None, spec: RunSpec) -> tuple[int, dict[str, Any], Any]:

@@ -75,23 +75,24 @@ def _refusal(path: Path, what: str, overwrite: bool) -> UserError | None:
     if what in ("absent", "empty"):
         return None
     if what == "not-a-directory":
-        return UserError(f"--out {path} is a file, not a directory: pick another --out")
+        return UserError(f"`out` {path} is a file, not a directory: pick another `out`")
     if what == "foreign":
         names = sorted(p.name for p in path.iterdir() if not _ours(p.name)) + _foreign_in_checkpoint(path)
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        return UserError(f"--out {path} holds files that are not a run ({shown}): pick another --out")
+        return UserError(f"`out` {path} holds files that are not a run ({shown}): pick another `out`")
     if overwrite:
         return None
     at = ""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         manifest = json.loads((path / CKPT_DIR / "checkpoint.json").read_text(encoding="utf-8"))
         at = f" (checkpoint at step {int(manifest['step'])} of {int(manifest['steps'])})"
-    hint = {
-        "finished": "it holds a finished run",
-        "unfinished": f"it holds an unfinished run{at}: resume it with `microgpt-jax train --resume {path}`,",
-        "failed": "it holds a run that stopped without a checkpoint",
+    held = {
+        "finished": "a finished run",
+        "unfinished": f"an unfinished run{at}",
+        "failed": "a run that stopped without a checkpoint",
     }[what]
-    return UserError(f"--out {path}: {hint} or pick another --out, or pass --overwrite to replace it")
+    resume = f"resume it (microgpt-jax train --resume {path}), " if what == "unfinished" else ""
+    return UserError(f"`out` {path} holds {held}: {resume}pick another `out`, or pass `overwrite` to replace it")
 
 
 def _lock(directory: Path) -> IO[str]:
@@ -107,7 +108,7 @@ def _lock(directory: Path) -> IO[str]:
         handle.close()
         raise UserError(
             f"{directory} is being written by another microgpt-jax process (PID {holder}): "
-            "wait for it to finish or pick another --out"
+            "wait for it to finish or pick another `out`"
         ) from None
     handle.seek(0)
     handle.truncate()
@@ -176,7 +177,7 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     """``out`` as a path, if a fresh run may be written there (the module's rules); else the UserError saying
     why. Cheap: callers run it before reading a corpus, and ``create`` again under the lock."""
     if not str(out).strip():  # Path("") is the current directory
-        raise UserError("--out is empty: name a run directory, e.g. --out runs/microgpt")
+        raise UserError("`out` is empty: name a run directory, e.g. `out` runs/microgpt")
     target = Path(out)
     refusal = _refusal(target, state(target), overwrite)
     if refusal is not None:
@@ -194,21 +195,21 @@ def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create the run directory {path}: {e.strerror}: pick another --out") from None
+        raise UserError(f"cannot create the run directory {path}: {e.strerror}: pick another `out`") from None
     locks: list[IO[str]] = []
     try:
         if replaces:  # keep other writers out of the old run too, until it is replaced
             locks.append(_lock(target))
         locks.append(_lock(path))
         if not replaces and state(path) != "empty":  # another process got here between the check and the lock
-            raise _refusal(path, state(path), overwrite) or UserError(f"{path} changed: pick another --out")
+            raise _refusal(path, state(path), overwrite) or UserError(f"{path} changed: pick another `out`")
     except (UserError, OSError) as e:
         for lock in locks:
             lock.close()
         if made:
             remove_run(path)
         if isinstance(e, OSError):
-            raise UserError(f"cannot write to the run directory {path}: {e.strerror}: pick another --out") from None
+            raise UserError(f"cannot write to the run directory {path}: {e.strerror}: pick another `out`") from None
         raise
     return RunDir(target, path, locks, replaces)
 
@@ -217,7 +218,7 @@ def open_existing(run_dir: str | os.PathLike) -> RunDir:
     """Open an unfinished run's directory for ``--resume``, under the writer lock."""
     path = Path(run_dir)
     if not path.is_dir():
-        raise UserError(f"{path} is not a run directory: pass the --out of a train run to --resume")
+        raise UserError(f"{path} is not a run directory: pass the `out` of a train run to `resume`")
     return RunDir(path, path, [_lock(path)])
 
 
@@ -286,7 +287,7 @@ def restore_metrics(path: Path, recorded: dict[str, Any]) -> None:
         raise UserError(
             f"{path} is not what it was at the checkpoint ({have['bytes']} of its {size} bytes match in length"
             f"{'' if have['bytes'] < size else ', but not in content'}): it was cut or edited; restore it or "
-            "start the run again with --overwrite"
+            "start the run again with `overwrite`"
         )
     with open(path, "r+b") as f:
         f.truncate(size)

@@ -100,7 +100,7 @@ class RunSpec:
         """``run_dir/config.json``'s text; a UserError when there is none to read."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():
-            raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the --out of a train run")
+            raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the `out` of a train run")
         try:
             return path.read_text(encoding="utf-8")
         except (OSError, ValueError) as e:

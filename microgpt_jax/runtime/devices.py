@@ -54,7 +54,7 @@ def set_cpu_devices(n: int | None = None) -> bool:
     return True
 
 
-def device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "--batch-size") -> int:
+def device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "`batch_size`") -> int:
     """How many devices a job of ``split`` equal pieces (a batch's rows, samples, members) runs on.
 
     ``requested`` None: every device when the pieces split evenly over them, else one. An explicit request
@@ -66,11 +66,11 @@ def device_count(requested: int | None, split: int, *, what: str = "batch", flag
     if requested is None:
         return available if split % available == 0 else 1
     if not 1 <= requested <= available:
-        raise UserError(f"--devices {requested}: there are {available} device(s): pick 1..{available}")
+        raise UserError(f"`devices` {requested}: there are {available} device(s): pick 1..{available}")
     if split % requested:
         raise UserError(
             f"{flag} {split} does not split over {requested} devices: use a multiple of {requested} "
-            f"(or another --devices)"
+            f"(or another `devices`)"
         )
     return requested
 
@@ -82,7 +82,7 @@ def spans_processes(n: int) -> bool:
     return len({d.process_index for d in jax.devices()[:n]}) == jax.process_count()
 
 
-def job_device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "--batch-size") -> int:
+def job_device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "`batch_size`") -> int:
     """``device_count`` for work every process of a multi-process job takes part in (each process runs the same
     program on its share of one mesh): a count that leaves a process without a device is a UserError, the same
     on every process, before anything is written. Alone it is ``device_count``."""
@@ -99,9 +99,9 @@ def job_device_count(requested: int | None, split: int, *, what: str = "batch", 
         )
     covering = next(k for k in range(n, total + 1) if spans_processes(k))
     raise UserError(
-        f"--devices {requested} leaves {processes - len({d.process_index for d in jax.devices()[:n]})} of the "
+        f"`devices` {requested} leaves {processes - len({d.process_index for d in jax.devices()[:n]})} of the "
         f"{processes} processes without a device (the job has {total}; every process must take part): pick "
-        f"--devices {covering}..{total}, or leave --devices out"
+        f"`devices` {covering}..{total}, or leave `devices` out"
     )
 
 

@@ -45,12 +45,12 @@ def initialize(
     if not any(given) and not auto:
         return False
     if any(given) and not all(given):
-        raise UserError("--coordinator, --num-processes and --process-id go together: give all three (or none)")
+        raise UserError("`coordinator`, `num_processes` and `process_id` go together: give all three (or none)")
     if all(given):
         if not 0 <= process_id < num_processes:
-            raise UserError(f"--process-id {process_id} is outside 0..{num_processes - 1} (--num-processes)")
+            raise UserError(f"`process_id` {process_id} is outside 0..{num_processes - 1} (`num_processes`)")
         if ":" not in coordinator:
-            raise UserError(f"--coordinator {coordinator}: expected HOST:PORT (process 0's address)")
+            raise UserError(f"`coordinator` {coordinator}: expected HOST:PORT (process 0's address)")
     import jax
 
     try:

@@ -310,7 +310,7 @@ def cast_params(params: dict[str, Any], dtype: Any, source: str = "parameters") 
         if v.size and float(np.max(np.abs(v))) > top:
             raise UserError(
                 f"{source}: {k!r} holds {float(np.max(np.abs(v))):.3g}, beyond {dtype}'s range: "
-                "train in float64 (--x64) or use parameters that fit"
+                "train in float64 (`x64`) or use parameters that fit"
             )
         out[k] = v.astype(dtype)
     return out

@@ -125,13 +125,13 @@ def check_document(
 
     if model.model != "mlp":
         raise UserError(
-            f"the gradient check is of the MLP's hand-written gradient (Steps 1 and 2), not --model {model.model}'s: "
-            "use --step 1"
+            f"the gradient check is of the MLP's hand-written gradient (Steps 1 and 2), not `model` {model.model}'s: "
+            "use `step` 1"
         )
     corpus = load_corpus(data)
     n_docs = len(corpus.train_docs)
     if check.doc >= n_docs:
-        raise UserError(f"--doc {check.doc}: there are {n_docs} training documents: pick one of 0..{n_docs - 1}")
+        raise UserError(f"`doc` {check.doc}: there are {n_docs} training documents: pick one of 0..{n_docs - 1}")
     doc, tok = corpus.train_docs[check.doc], corpus.tokenizer
     config = dataclasses.replace(model, vocab_size=tok.vocab_size)
     tokens = [tok.bos, *tok.encode(doc), tok.bos]

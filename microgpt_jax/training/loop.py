@@ -280,7 +280,7 @@ def train(
     hparams = hparams_of(tc, dtype)
     recipe = recipe_of(tc)
     if tc.dropout and config.model != "gpt":
-        raise UserError(f"--model {config.model} has no dropout: drop --dropout")
+        raise UserError(f"`model` {config.model} has no dropout: drop `dropout`")
     if opt_state is None:
         opt_state = init_opt_state(recipe, params)
     chunk = max(1, min(chunk or default_chunk(tc.batch_size, config), tc.steps))

@@ -177,7 +177,7 @@ def uniforms(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Ar
 def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
     """The mesh to spread ``num_samples`` samples over (``devices.device_count``'s rule: every device when they
     split evenly, else one; or the ``devices`` asked for), or None for one device."""
-    n = device_count(devices, num_samples, flag="--num-samples")
+    n = device_count(devices, num_samples, flag="`num_samples`")
     if n > 1 and not spans_processes(n):  # a multi-process job: every process samples alone, on its own device
         return None
     return make_mesh(SAMPLE_AXIS, n) if n > 1 else None

@@ -236,7 +236,7 @@ def run_sweep(
     mesh = mesh if mesh is not None else sweep_mesh()
     D = mesh.devices.size
     if members and members[0].config.model != "gpt":
-        raise UserError("sweep trains the gpt model only: drop --model")
+        raise UserError("sweep trains the gpt model only: drop `model`")
     chunk = max(1, min(chunk, max(m.train.steps for m in members))) if members else chunk
     encoded: dict[int, tuple] = {}
     rows: list[dict[str, Any] | None] = [None] * len(members)
@@ -252,7 +252,7 @@ def run_sweep(
             encoded[bs] = (encode_docs(train_docs, tokenizer, bs), encode_docs(val_docs, tokenizer, bs))
         (tok_NxT1, n_N), (val_tok, val_n) = encoded[bs]
         if len(n_N) == 0:
-            raise UserError("no training documents left after the held-out split: lower --val-size")
+            raise UserError("no training documents left after the held-out split: lower `val_size`")
         padded = group + [group[0]] * (-len(group) % D)  # fill every device; the copies are dropped
         params0 = init_members([m.train for m in padded], config, dtype)
         recipe = group_recipe(group)

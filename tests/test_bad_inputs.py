@@ -283,9 +283,9 @@ def test_an_npz_that_inflates_past_the_limit_is_refused_before_inflating(tmp_pat
 
 
 def test_a_byte_order_mark_is_not_a_character() -> None:
-    from microgpt_jax.corpus.documents import parse_docs
+    from microgpt_jax.corpus.documents import parse_lines
 
-    assert parse_docs("\ufeffemma\nava\n".encode()) == ["emma", "ava"]
+    assert parse_lines("\ufeffemma\nava\n".encode()) == [(1, "emma"), (2, "ava")]
 
 
 @pytest.mark.parametrize("seed", ["4294967296", "8589934592", str(2**70), "-1"])

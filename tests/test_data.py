@@ -10,7 +10,7 @@ import pytest
 from microgpt_jax.config import DataConfig
 from microgpt_jax.corpus import ascii as ascii_module
 from microgpt_jax.corpus.ascii import AsciiDocs
-from microgpt_jax.corpus.documents import encode_docs, load_docs, parse_docs, parse_lines, shuffle_docs, split_docs
+from microgpt_jax.corpus.documents import encode_docs, load_docs, parse_lines, shuffle_docs, split_docs
 from microgpt_jax.corpus.load import load_corpus
 from microgpt_jax.corpus.source import DATA_ENV, NAMES, NAMES_SHA256, resolve_data_path, sha256_file
 from microgpt_jax.corpus.tokenizer import Tokenizer
@@ -18,12 +18,12 @@ from microgpt_jax.errors import UserError
 
 
 def test_docs_are_nonempty_stripped_lines():
-    assert parse_docs(b"  emma \n\n\r\nava\r\n  \nmia") == ["emma", "ava", "mia"]
+    assert [text for _, text in parse_lines(b"  emma \n\n\r\nava\r\n  \nmia")] == ["emma", "ava", "mia"]
 
 
 def test_invalid_utf8_names_the_line():
     with pytest.raises(UserError, match="line 3 is not valid UTF-8"):
-        parse_docs(b"emma\nava\n\xff\xfe\n")
+        parse_lines(b"emma\nava\n\xff\xfe\n")
 
 
 def test_empty_and_missing_files(tmp_path):

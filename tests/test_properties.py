@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from microgpt_jax.config import GPTConfig
-from microgpt_jax.corpus.documents import encode_docs, load_docs, parse_docs
+from microgpt_jax.corpus.documents import encode_docs, load_docs, parse_lines
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.registry import param_shapes
@@ -28,7 +28,7 @@ GOOD = {fmt: params_to_bytes(GOOD_PARAMS, fmt, CONFIG, "abc") for fmt in ("safet
 @given(st.text())
 def test_text_through_loader_and_tokenizer(text: str) -> None:
     try:
-        docs = parse_docs(text.encode("utf-8"))
+        docs = [doc for _, doc in parse_lines(text.encode("utf-8"))]
     except UserError as e:
         assert "no documents" in str(e)
         return

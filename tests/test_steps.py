@@ -101,7 +101,7 @@ def test_results_already_there_are_kept_unless_overwrite_is_given(steps, tiny_co
     out.mkdir()
     (out / "steps.md").write_text("committed figures")
     argv = ["--quick", "--data", str(tiny_corpus), "--val-size", "5", "--out", str(out)]
-    with pytest.raises(UserError, match="already holds steps.md: pass --overwrite"):
+    with pytest.raises(UserError, match=r"already holds steps\.md: pass --overwrite"):
         steps.main(argv)
     assert (out / "steps.md").read_text() == "committed figures" and sorted(p.name for p in out.iterdir()) == [
         "steps.md"

@@ -30,6 +30,11 @@ DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte", "amel
 SMALL = {"n_embd": [8], "n_head": [2], "block_size": [8]}
 
 
+def _programs() -> int:
+    """How many sweep training programs were built (one per shape group, recipe, batch and chunk length)."""
+    return sweep._group_program.cache_info().misses
+
+
 def _tokenizer() -> Tokenizer:
     return Tokenizer.from_docs(DOCS)
 
@@ -40,9 +45,9 @@ def test_members_equal_train_one_compile_and_divergence_is_isolated():
     grid = {**SMALL, "optimizer": ["sgd"], "lr": [0.3, 1e4], "seed": [0, 7], "steps": [6, 12]}
     members = sweep.grid_members(base, TrainConfig(batch_size=4), grid)
     assert len(members) == 8
-    before = sweep.trace_count()
+    before = _programs()
     res = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, chunk=6, progress=False)
-    assert sweep.trace_count() - before == 1  # 8 members, 2 step counts: one compiled program
+    assert _programs() - before == 1  # 8 members, 2 step counts: one training program
     train_tok, train_n = encode_docs(DOCS[:25], tok, 8)
     val_tok, val_n = encode_docs(DOCS[25:], tok, 8)
     for m, row, losses in zip(members, res.rows, res.losses, strict=True):
@@ -102,12 +107,12 @@ def test_member_evaluation_equals_evaluate_for_many_members():
 @pytest.mark.slow
 def test_cli_sweep_two_shape_groups_writes_results(tmp_path, tiny_corpus, capsys):
     out = tmp_path / "sw"
-    before = sweep.trace_count()
+    before = _programs()
     argv = ["sweep", "--out", str(out), "--data", str(tiny_corpus), "--val-size", "10", "--steps", "5",
             "--lr", "0.01,0.05", "--seeds", "1", "--optimizer", "sgd", "--n-embd", "8,12", "--n-head", "2",
             "--block-size", "8", "--chunk", "5", "--save-params", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
-    assert sweep.trace_count() - before == 2  # two widths: one compile each, not one per member
+    assert _programs() - before == 2  # two widths: one program each, not one per member
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 4
     for col in ("lr", "seed", "init_std", "b1", "b2", "optimizer", "batch_size", "steps", "n_embd", "n_layer",

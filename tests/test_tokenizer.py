@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from microgpt_jax.corpus.documents import load_docs
-from microgpt_jax.corpus.tokenizer import MAX_VOCAB, Tokenizer, normalise_docs
+from microgpt_jax.corpus.tokenizer import MAX_VOCAB, Tokenizer
 from microgpt_jax.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,12 +124,6 @@ def test_bad_kind():
         Tokenizer("bpe", ("a",))  # type: ignore[arg-type]
 
 
-def test_normalise_docs():
-    docs = ["  The Cat SAT \n", "", "   ", "a dog"]
-    assert normalise_docs(docs, lowercase=True) == ["the cat sat", "a dog"]
-    assert normalise_docs(docs, lowercase=False) == ["The Cat SAT", "a dog"]
-
-
 def _words_data() -> Path:
     """grade1_sentences.txt from $MICROGPT_JAX_WORDS_DATA or ../shared/data next to the repo; else skip."""
     env = os.environ.get(WORDS_DATA_ENV)
@@ -141,7 +135,7 @@ def _words_data() -> Path:
 
 def test_grade1_sentences_vocab_is_597():
     """The book's corpus: 596 words + BOS; every sentence round-trips."""
-    docs = normalise_docs(load_docs(_words_data()), lowercase=True)
+    docs = [doc.lower() for doc in load_docs(_words_data())]
     tok = Tokenizer.from_docs(docs, kind="word")
     assert (tok.vocab_size, tok.bos) == (597, 596)
     assert all(tok.decode(tok.encode(doc)) == doc for doc in docs)

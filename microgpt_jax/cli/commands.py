@@ -85,7 +85,7 @@ def train_configs(
 def own_process_setup(given: dict[str, Any], own_process: bool, command: str) -> bool:
     """Process-wide JAX settings, only when running as the program, before JAX starts: the persistent
     compilation cache (``compile_cache``: a second run with the same shapes skips XLA's compiles;
-    ``MICROGPT_JAX_CACHE=off`` opts out), XLA's deterministic GPU ops (``xla_options.deterministic_gpu_flags``),
+    ``MICROGPT_JAX_CACHE=off`` opts out), XLA's deterministic GPU ops (``xla_options.set_deterministic_gpu``),
     a device per core for sweep (and for train --devices N), and
     joining a multi-process job (``--coordinator``/``--num-processes``/``--process-id``, or ``--distributed``).
     Returns whether it joined one. (Called from Python, ``main(argv)`` leaves all of this to the caller.)"""

@@ -44,11 +44,6 @@ def parse_lines(raw: bytes, source: str = "data") -> list[tuple[int, str]]:
     return docs
 
 
-def parse_docs(raw: bytes, source: str = "data") -> list[str]:
-    """Documents from a UTF-8 text: the non-empty lines, stripped. Bad UTF-8 is an error naming the line."""
-    return [text for _, text in parse_lines(raw, source)]
-
-
 def load_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
     """A corpus file's documents (non-empty stripped lines) with their line numbers; a regular file of at most
     ``files.MAX_CORPUS_BYTES``."""

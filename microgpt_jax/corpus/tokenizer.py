@@ -21,17 +21,6 @@ MAX_VOCAB = 1_000_000  # entries accepted from a file's metadata (untrusted)
 MAX_WORD_CHARS = 1_000  # characters in one word accepted from a file's metadata
 
 
-def normalise_docs(docs: Iterable[str], lowercase: bool = False) -> list[str]:
-    """Documents as the corpus reader should hand them to a tokenizer: each stripped, empty ones dropped, and
-    lower-cased when ``lowercase`` (the book lower-cases its sentences; microgpt keeps names as they are)."""
-    out = []
-    for doc in docs:
-        doc = doc.strip()
-        if doc:
-            out.append(doc.lower() if lowercase else doc)
-    return out
-
-
 def _split_words(text: str) -> list[str]:
     """The words of ``text``: split on single spaces. An empty word (a leading, trailing or doubled space)
     is an error naming where it is."""

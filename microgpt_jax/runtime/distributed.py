@@ -27,7 +27,6 @@ import numpy as np
 from microgpt_jax.errors import UserError
 
 MESSAGE_BYTES = 2048  # an error message's room in ``agree`` (longer ones are cut)
-ENV_AUTO = "MICROGPT_JAX_DISTRIBUTED"  # "auto": jax.distributed.initialize() with no arguments (SLURM, TPU pods)
 _STATE = {"initialized": False}
 
 

@@ -53,13 +53,6 @@ TRAIN_KEYS = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "
 RECIPE_KEYS = ("weight_decay", "schedule", "warmup", "dropout")  # in the train command only when not the default
 GRID_KEYS = TRAIN_KEYS + MODEL_KEYS  # the CSV's hyperparameter columns, named like the flags
 
-_TRACES = {"train": 0}  # how many times the group program was traced (= compiled), for tests
-
-
-def trace_count() -> int:
-    """How many sweep training programs have been traced (one per shape group and chunk length)."""
-    return _TRACES["train"]
-
 
 @dataclass(frozen=True)
 class Member:
@@ -124,12 +117,8 @@ def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: in
     step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
     vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
 
-    def program(params, opt_state, hparams, tokens_NxT1, n_N, start, end):
-        _TRACES["train"] += 1  # a Python side effect: runs once per trace, i.e. per compile
-        return vmapped(params, opt_state, hparams, tokens_NxT1, n_N, start, end)
-
     m, r = P(AXIS), P()
-    sharded = jax.shard_map(program, mesh=mesh, in_specs=(m, m, m, r, r, r, r), out_specs=(m, m, m), check_vma=False)
+    sharded = jax.shard_map(vmapped, mesh=mesh, in_specs=(m, m, m, r, r, r, r), out_specs=(m, m, m), check_vma=False)
     return jit_with_cpu_options(sharded, YNN_MATMULS_ONLY)
 
 

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "if it wrote a checkpoint", file=sys.stderr)  # fmt: skip
             status = 130
     if joined:
-        _leave_job(status)
+        _leave_job()
     if argv is None:
         _exit_now(status)
     return status
@@ -94,7 +94,7 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
-def _leave_job(status: int) -> None:
+def _leave_job() -> None:
     """Leave a multi-process job. Every process gets here at the same point (errors, NaN stops and signals are
     agreed on by all of them), so the runtime's shutdown barrier passes at once; it waits at most
     ``distributed``'s shutdown timeout for a peer that is gone."""

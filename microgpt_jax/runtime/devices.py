@@ -54,7 +54,7 @@ def set_cpu_devices(n: int | None = None) -> bool:
     return True
 
 
-def device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "`batch_size`") -> int:
+def device_count(requested: int | None, split: int, *, flag: str = "`batch_size`") -> int:
     """How many devices a job of ``split`` equal pieces (a batch's rows, samples, members) runs on.
 
     ``requested`` None: every device when the pieces split evenly over them, else one. An explicit request
@@ -82,13 +82,13 @@ def spans_processes(n: int) -> bool:
     return len({d.process_index for d in jax.devices()[:n]}) == jax.process_count()
 
 
-def job_device_count(requested: int | None, split: int, *, what: str = "batch", flag: str = "`batch_size`") -> int:
+def job_device_count(requested: int | None, split: int, *, flag: str = "`batch_size`") -> int:
     """``device_count`` for work every process of a multi-process job takes part in (each process runs the same
     program on its share of one mesh): a count that leaves a process without a device is a UserError, the same
     on every process, before anything is written. Alone it is ``device_count``."""
     import jax
 
-    n = device_count(requested, split, what=what, flag=flag)
+    n = device_count(requested, split, flag=flag)
     processes, total = jax.process_count(), len(jax.devices())
     if processes == 1 or spans_processes(n):
         return n

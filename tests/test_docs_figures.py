@@ -1,0 +1,35 @@
+"""The figures the README and docs/ quote are those the experiments wrote (experiments/results/*.json)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from conftest import ROOT
+
+RESULTS = ROOT / "experiments" / "results"
+
+
+def _steps() -> dict[str, dict]:
+    return {run["label"]: run for run in json.loads((RESULTS / "steps.json").read_text())["runs"]}
+
+
+def test_the_guide_table_is_steps_json() -> None:
+    runs = _steps()
+    rows = re.findall(
+        r"^\| (Step [^|]+?) \|.*\| ([0-9.]+) \| `(microgpt-jax [^`]+)` \|$",
+        (ROOT / "docs" / "guide.md").read_text(),
+        re.M,
+    )
+    assert len(rows) == len(runs)
+    for label, nll, command in rows:
+        assert f"{runs[label]['val_nll']:.4f}" == nll, label
+        assert runs[label]["command"] == command, label
+
+
+def test_the_readme_quotes_the_default_runs_held_out_loss() -> None:
+    runs = _steps()
+    readme = (ROOT / "README.md").read_text()
+    step5, step0 = runs["Step 5 Adam"]["val_nll"], runs["Step 0 counting"]["val_nll"]
+    assert f"`val_loss: {step5:.4f}`" in readme
+    assert f"count table's {step0:.2f} to Adam's {step5:.2f}" in readme

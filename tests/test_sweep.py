@@ -69,7 +69,7 @@ def test_members_with_dropout_adamw_and_warmup_equal_train():
     tok = _tokenizer()
     grid = {**SMALL, "dropout": [0.0, 0.2], "weight_decay": [0.0, 0.1], "schedule": ["cosine"], "warmup": [2]}
     members = sweep.grid_members(GPTConfig(vocab_size=tok.vocab_size), TrainConfig(batch_size=4, steps=6), grid)
-    assert len(sweep._groups(members)) == 1  # dropout and decay on or off: one program, off at rate 0
+    assert len(sweep.member_groups(members)) == 1  # dropout and decay on or off: one program, off at rate 0
     res = sweep.run_sweep(members, DOCS[:25], DOCS[25:], tok, chunk=6, progress=False)
     train_tok, train_n = encode_docs(DOCS[:25], tok, 8)
     for m, losses in zip(members, res.losses, strict=True):

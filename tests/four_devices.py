@@ -73,7 +73,7 @@ def data_parallel_part(out: Path) -> None:
         device_count(2, 3)
         raise AssertionError("expected UserError")
     except UserError as e:
-        assert "--batch-size 3" in str(e)
+        assert "`batch_size` 3" in str(e)
     mesh = make_mesh(DATA_AXIS, 4)
     params, _, losses = train(s["params"], s["tokens"], s["n"], s["config"], s["tc"], chunk=6, mesh=mesh)
     assert params["wte"].sharding.device_set == set(jax.devices())  # replicated on every device

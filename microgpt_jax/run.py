@@ -278,11 +278,14 @@ def _check_fits(tc: TrainConfig, config: GPTConfig, n_docs: int) -> None:
                             f"pick a {flag} inside it (or --x64)")  # fmt: skip
 
 
-def _sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
+def _sample_names(
+    params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int, prefix: str = ""
+) -> list[str]:
     from microgpt_jax.sample import sample
 
     key = sample_key(seed if sc.seed is None else sc.seed)
-    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature, top_k=sc.top_k, top_p=sc.top_p)
+    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature, top_k=sc.top_k, top_p=sc.top_p,
+                  prefix=prefix)  # fmt: skip
 
 
 def sample_key(seed: int) -> jax.Array:
@@ -324,7 +327,7 @@ def _finish(result: RunResult, rd: rundir.RunDir, guard: checkpoint.RunGuard, lo
         sample_params = params if distributed.count() > 1 else result.params
         result.samples = _sample_names(sample_params, result.config, result.tokenizer, spec.sample, spec.train.seed)
         what = "names" if result.tokenizer.kind == "char" else "sentences"
-        log(f"--- inference (new, hallucinated {what}, {_sampling(spec.sample)}) ---")
+        log(f"--- inference (sampled {what}, {_sampling(spec.sample)}) ---")
         for i, name in enumerate(result.samples):
             log(f"sample {i + 1:2d}: {name}")
     if guard.signum is not None:  # after the last step: the run is complete, the samples are what was skipped
@@ -864,8 +867,9 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(params, config, meta["tokenizer"], x64, TrainConfig().seed, str(path))
 
 
-def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig()) -> list[str]:
-    """New documents from a loaded model; ``sample.seed`` None means the run's seed (what its training printed)."""
+def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig(), prefix: str = "") -> list[str]:
+    """New documents from a loaded model; ``sample.seed`` None means the run's seed (what its training printed).
+    Each starts with ``prefix`` and continues it (``sample.sample``)."""
     with devices.precision(model.x64):
         params = _on_device(model.params, devices.float_dtype(model.x64))
-        return _sample_names(params, model.config, model.tokenizer, sample, model.seed)
+        return _sample_names(params, model.config, model.tokenizer, sample, model.seed, prefix)

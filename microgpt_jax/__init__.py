@@ -54,6 +54,8 @@ _EXPORTS = {
     "sample": "sample",
     "evaluate": "train",
     "train": "train",
+    "report": "report",
+    "score": "report",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -280,6 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--run", help="a run directory written by train")
     src.add_argument("--params", help="a parameter file carrying its config and vocabulary")
     _add_fields(s, SampleConfig, (*SAMPLE_FLAGS, "seed"))
+    s.add_argument("--prefix", default="", metavar="TEXT", help="start every sample with TEXT and continue it")
+    s.add_argument("--json", action="store_true", help="one JSON object per sample: text, in_training_data")
+
+    r = sub.add_parser("score", help="score texts token by token: p and -log p of each token, the mean NLL")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a run directory written by train")
+    src.add_argument("--params", help="a parameter file carrying its config and vocabulary")
+    r.add_argument("texts", nargs="+", metavar="TEXT", help="a name (or sentence) to score")
+    r.add_argument("--json", action="store_true", help='one JSON object per text: {"text", "nll", "tokens"}')
+
+    p = sub.add_parser("report", help="one self-contained HTML page showing runs (or sweeps): curves, weights, ...")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (train --out) or sweep directories")
+    p.add_argument("--out", help="the HTML file to write (default: RUN.html beside RUN, or report.html for several)")
+    p.add_argument("--probe", metavar="TEXT", help="the text to score token by token (default: a held-out one)")
 
     e = sub.add_parser("export", help="write a run's parameters as safetensors, npz or microgpt-style json")
     src = e.add_mutually_exclusive_group(required=True)
@@ -467,12 +481,57 @@ def _load(given: dict[str, Any]) -> Any:
 
 
 def cmd_sample(given: dict[str, Any]) -> int:
-    """``microgpt-jax sample``: print new documents from a trained model."""
-    from microgpt_jax.run import sample_model
+    """``microgpt-jax sample``: print documents sampled from a trained model, each marked new or seen in the
+    run's corpus (``--json``: one object per sample)."""
+    import json
 
-    names = sample_model(_load(given), SampleConfig(**_pick(given, (*SAMPLE_FLAGS, "seed"))))
-    for i, name in enumerate(names):
-        print(f"sample {i + 1:2d}: {name}")
+    from microgpt_jax.report.load import in_corpus, read_corpus
+    from microgpt_jax.run import read_spec, sample_model
+
+    model = _load(given)
+    names = sample_model(model, SampleConfig(**_pick(given, (*SAMPLE_FLAGS, "seed"))), prefix=given["prefix"])
+    corpus, why = read_corpus(read_spec(given["run"])) if given.get("run") is not None else (None, None)
+    if why and not given["json"]:
+        print(f"note: {why}: samples are not marked new or seen", file=sys.stderr)
+    marks = in_corpus(names, corpus)
+    words = {"new": "new", "held-out": "new to the model, in the held-out data", "train": "in training data"}
+    for i, (name, mark) in enumerate(zip(names, marks, strict=True)):
+        if given["json"]:
+            print(json.dumps({"text": name, "in_training_data": None if mark is None else mark == "train"}))
+        else:
+            print(f"sample {i + 1:2d}: {name}" + (f"  ({words[mark]})" if mark else ""))
+    return 0
+
+
+def cmd_score(given: dict[str, Any]) -> int:
+    """``microgpt-jax score``: each text's per-token p and -log p and its mean NLL (``--json``: one object per
+    text)."""
+    import json
+
+    from microgpt_jax.devices import precision
+    from microgpt_jax.report.score import format_score, score
+
+    model = _load(given)
+    with precision(model.x64):
+        results = score(model.params, model.config, model.tokenizer, given["texts"])
+    for result in results:
+        print(json.dumps(result) if given["json"] else "\n".join(format_score(result)))
+    return 0
+
+
+def cmd_report(given: dict[str, Any]) -> int:
+    """``microgpt-jax report``: write the HTML page of runs or sweeps and say where it is."""
+    import time
+
+    from microgpt_jax.report import report
+
+    t0 = time.perf_counter()
+    runs = given["runs"]
+    # beside the run, not in it: a run directory holds only what train writes
+    out = given.get("out") or (str(Path(runs[0]).resolve()) + ".html" if len(runs) == 1 else "report.html")
+    path = report(*runs, probe=given.get("probe")).save(out)
+    size = path.stat().st_size
+    print(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -534,7 +593,8 @@ def cmd_sweep(given: dict[str, Any]) -> int:
 
 
 COMMANDS = {
-    "train": cmd_train, "sample": cmd_sample, "export": cmd_export, "gradcheck": cmd_gradcheck, "sweep": cmd_sweep
+    "train": cmd_train, "sample": cmd_sample, "export": cmd_export, "gradcheck": cmd_gradcheck, "sweep": cmd_sweep,
+    "score": cmd_score, "report": cmd_report,
 }  # fmt: skip
 
 

@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(c)
 
     w = sub.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs, sharded over devices")
-    w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, sweep.png)")
+    w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, losses.npz, sweep.png)")
     _add_data(w)
     _add_init_variant(w)
     _add_fields(w, TrainConfig, ("x64",))

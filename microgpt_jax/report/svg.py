@@ -261,8 +261,9 @@ def scatter(
         parts.append(f'<text x="{L - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{num(y, 3)}</text>')
     if xcats is not None:
         xt = [(float(k), c) for k, c in enumerate(xcats)]
-    else:
-        xt = [(x, num(10**x if xlog else x, 3)) for x in ticks(x0, x1, 4)]
+    else:  # a few distinct values (a sweep's grid): a tick at each
+        distinct = sorted({f[0] for f in fin})
+        xt = [(x, num(10**x if xlog else x, 3)) for x in (distinct if len(distinct) <= 8 else ticks(x0, x1, 4))]
     for x, name in xt:
         parts.append(f'<text x="{px(x):.1f}" y="{T + ph + 14:g}" text-anchor="middle">{esc(name)}</text>')
     parts.append(

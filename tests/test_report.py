@@ -174,3 +174,43 @@ def test_default_output_is_beside_the_run(runs, capsys):
     path = Path(str(runs["bigram"].resolve()) + ".html")
     assert path.is_file() and str(path) in capsys.readouterr().out
     assert run.load_run(runs["bigram"])  # the run directory itself is untouched
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(runs, tmp_path):
+    """The page as a browser shows it: no console errors, every section (and chart) with a size; the screenshot
+    is kept in pytest's temporary directory (its path is printed)."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+
+    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_bin):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    page = tmp_path / "report.html"
+    report(runs["gpt"], runs["gpt2"]).save(page)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingOptions", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_bin))
+    try:
+        driver.get(page.as_uri())
+        sections = driver.find_elements(By.CSS_SELECTOR, "section")
+        ids = [s.get_attribute("id") for s in sections]
+        assert ids == section_ids(page.read_text())
+        assert {i.split("-")[0] for i in ids} == {"compare", *SECTIONS["gpt"]}
+        for s in sections:
+            assert s.size["width"] > 0 and s.size["height"] > 0, s.get_attribute("id")
+        charts = driver.find_elements(By.CSS_SELECTOR, "section svg")
+        visible = [c for c in charts if c.is_displayed()]
+        assert visible and all(c.size["width"] > 0 and c.size["height"] > 0 for c in visible)
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, min(int(height), 16000))
+        shot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+    finally:
+        driver.quit()

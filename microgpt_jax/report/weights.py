@@ -50,19 +50,24 @@ def matrix(name: str, w_RxC: np.ndarray, row_labels: Sequence[str] | None = None
     vmax = float(np.max(np.abs(w_RxC))) if w_RxC.size else 0.0
     norm, rms = float(np.linalg.norm(w_RxC)), float(np.sqrt(np.mean(w_RxC**2))) if w_RxC.size else 0.0
     caption = f"{name} ({R}×{C}): ‖W‖ = {num(norm, 4)}, rms {num(rms, 3)}, |max| {num(vmax, 3)}"
-    cell = float(np.clip(min(520 / max(C, 1), 480 / max(R, 1)), 2, 12))
+    flip = R > 2 * C and row_labels is None  # a tall matrix is drawn lying down (tooltips keep its indices)
+    shown_RxC = w_RxC.T if flip else w_RxC
+    if flip:
+        caption += ", drawn transposed"
+    cell = float(np.clip(min(520 / max(shown_RxC.shape[1], 1), 480 / max(shown_RxC.shape[0], 1)), 2, 12))
     if w_RxC.size <= MAX_SVG_CELLS:
         rl = list(row_labels) if row_labels is not None and cell >= 10 else None
         body = heatmap(
-            w_RxC,
+            shown_RxC,
             lambda v: diverging(v, vmax),
-            lambda i, j, v: f"{name}[{i}, {j}] = {v:.6g}",
+            lambda i, j, v: f"{name}[{j if flip else i}, {i if flip else j}] = {v:.6g}",
             cell=cell,
             row_labels=rl,
             label=name,
         )
     else:
-        uri = base64.b64encode(_png(_diverging_rgb(w_RxC, vmax))).decode()
+        uri = base64.b64encode(_png(_diverging_rgb(shown_RxC, vmax))).decode()
+        R, C = shown_RxC.shape
         body = (
             f'<img class="px" width="{C * cell:.0f}" height="{R * cell:.0f}" alt="{esc(name)}" '
             f'title="{esc(caption)} (drawn as an image: {R * C} values)" src="data:image/png;base64,{uri}">'

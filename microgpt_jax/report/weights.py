@@ -16,7 +16,7 @@ from microgpt_jax.data import Corpus
 from microgpt_jax.report.svg import diverging, esc, heatmap, num, sequential, wrap
 from microgpt_jax.tokenizer import Tokenizer
 
-MAX_SVG_CELLS = 4096  # a larger matrix is drawn as an image (one tooltip for the whole matrix)
+MAX_SVG_CELLS = 2048  # a larger matrix is drawn as an image (one tooltip for the whole matrix)
 
 
 def labels(tokenizer: Tokenizer) -> list[str]:
@@ -54,7 +54,7 @@ def matrix(name: str, w_RxC: np.ndarray, row_labels: Sequence[str] | None = None
     shown_RxC = w_RxC.T if flip else w_RxC
     if flip:
         caption += ", drawn transposed"
-    cell = float(np.clip(min(520 / max(shown_RxC.shape[1], 1), 480 / max(shown_RxC.shape[0], 1)), 2, 12))
+    cell = float(np.clip(min(440 / max(shown_RxC.shape[1], 1), 320 / max(shown_RxC.shape[0], 1)), 2, 12))
     if w_RxC.size <= MAX_SVG_CELLS:
         rl = list(row_labels) if row_labels is not None and cell >= 10 else None
         body = heatmap(

@@ -42,7 +42,7 @@ def probe_table(result: dict[str, Any], tokenizer: Tokenizer) -> str:
             [lab[v] for v in show],
             tips,
             highlight=hi,
-            width=12 if len(show) <= 27 else 22,
+            width=12 if tokenizer.kind == "char" else 14,
             height=36,
             label=f"next-token distribution at {t}",
         )

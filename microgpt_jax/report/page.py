@@ -31,7 +31,8 @@ table.grid td,table.grid th{border:1px solid #e4e4e4;padding:2px 6px;text-align:
 .note{color:#666;font-size:12px}.notes{background:#fff7e0;border:1px solid #f0d890;padding:6px 10px}
 .row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}figure{margin:4px 0}
 figure.mat{display:inline-block;margin:4px 14px 8px 0;vertical-align:top}figcaption{font-size:12px;color:#444}
-img.px{image-rendering:pixelated;display:block}.samples ol{margin:0;padding-left:26px}
+img.px{image-rendering:pixelated;display:block;max-width:100%;height:auto}
+figure.mat svg{max-width:100%;height:auto}.samples ol{margin:0;padding-left:26px}
 .s-new small{color:#2a7d2a}.s-train small{color:#999}.s-held-out small{color:#b06000}
 input.logx:checked~.lin,input.logx:not(:checked)~.log{display:none}
 """

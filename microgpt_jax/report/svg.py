@@ -205,17 +205,19 @@ def bars(
 ) -> str:
     """Vertical bars of probabilities in [0, 1], each labelled below; ``highlight`` draws one in red."""
     vmax = max(max(values, default=0), 1e-12)
+    slanted = any(len(name) > 1 for name in labels)  # words: labels turned so they do not overlap
     parts = []
     for i, (v, name, tip) in enumerate(zip(values, labels, tooltips, strict=True)):
         h = height * v / vmax
         fill = "#d62728" if i == highlight else "#6b8fbf"
+        x, y = (i + 0.5) * width, height + (8 if slanted else 11)
+        turn = f' transform="rotate(-55 {x:g} {y:g})" text-anchor="end"' if slanted else ' text-anchor="middle"'
         parts.append(
             f'<rect x="{i * width + 1:g}" y="{height - h:.1f}" width="{width - 2:g}" height="{max(h, 0.5):.1f}"'
             f' fill="{fill}"><title>{esc(tip)}</title></rect>'
-            f'<text x="{(i + 0.5) * width:g}" y="{height + 11:g}" text-anchor="middle" font-size="9">'
-            f"{esc(name[:6])}</text>"
+            f'<text x="{x:g}" y="{y:g}"{turn} font-size="9">{esc(name[:8])}</text>'
         )
-    return wrap(len(values) * width, height + 14, "".join(parts), label)
+    return wrap(len(values) * width, height + (40 if slanted else 14), "".join(parts), label)
 
 
 def scatter(

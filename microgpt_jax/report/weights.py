@@ -16,6 +16,7 @@ from microgpt_jax.data import Corpus
 from microgpt_jax.report.svg import diverging, esc, heatmap, num, sequential, wrap
 from microgpt_jax.tokenizer import Tokenizer
 
+MAX_LABELS = 60  # tokens labelled in the embedding map
 MAX_SVG_CELLS = 2048  # a larger matrix is drawn as an image (one tooltip for the whole matrix)
 
 
@@ -155,13 +156,22 @@ def embedding_map(wte_VxC: np.ndarray, tokenizer: Tokenizer, size: float = 420) 
     span = np.where(hi > lo, hi - lo, 1.0)
     pts = 20 + (xy_Nx2 - lo) / span * (size - 40)
     parts = [f'<rect x="0.5" y="0.5" width="{size - 1:g}" height="{size - 1:g}" fill="none" stroke="#ccc"/>']
+    far = np.argsort(-np.linalg.norm(xy_Nx2, axis=1), kind="stable")[:MAX_LABELS]
+    named = set(far.tolist()) if len(lab) > MAX_LABELS else set(range(len(lab)))
     for k, ((x, y), name) in enumerate(zip(pts, lab, strict=True)):
         tip = f"{name}: PC1 {xy_Nx2[k, 0]:.4f}, PC2 {xy_Nx2[k, 1]:.4f}"
         parts.append(
             f'<g><title>{esc(tip)}</title><circle cx="{x:.1f}" cy="{size - y:.1f}" r="3" fill="#1f77b4"/>'
-            f'<text x="{x + 4:.1f}" y="{size - y + 4:.1f}" font-size="12">{esc(name[:12])}</text></g>'
+            + (
+                f'<text x="{x + 4:.1f}" y="{size - y + 4:.1f}" font-size="12">{esc(name[:12])}</text>'
+                if k in named
+                else ""
+            )
+            + "</g>"
         )
     cap = f"PCA of wte: PC1 {share[0]:.0%} and PC2 {share[1]:.0%} of the variance"
+    if len(lab) > MAX_LABELS:
+        cap += f"; the {MAX_LABELS} tokens farthest from the centre are labelled (every point has a tooltip)"
     return f"<figure>{wrap(size, size, ''.join(parts), 'token embeddings')}<figcaption>{esc(cap)}</figcaption></figure>"
 
 

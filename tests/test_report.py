@@ -214,3 +214,15 @@ def test_page_in_headless_chromium(runs, tmp_path):
         print(f"screenshot: {shot}")
     finally:
         driver.quit()
+
+
+def test_a_run_whose_corpus_is_gone_has_a_note_and_no_bigram_line(tmp_path, ref_docs_path, capsys):
+    corpus = tmp_path / "names.txt"
+    corpus.write_bytes(ref_docs_path.read_bytes())
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--data", str(corpus), "--val-size", "50", "--model", "bigram"]) == 0
+    corpus.unlink()
+    page = report(out).html
+    assert "is not readable here" in page and "bigram held-out" not in page
+    assert "corpus unknown" in page and "probe-0" in section_ids(page)  # the probe falls back on a sample
+    capsys.readouterr()

@@ -16,7 +16,7 @@ from microgpt_jax.bigram import count_bigrams
 from microgpt_jax.cli import main
 from microgpt_jax.models import forward
 from microgpt_jax.report import report, score
-from microgpt_jax.report.probe import gpt_with_attention, probe
+from microgpt_jax.report.probe import logits_and_attention, probe
 
 SMALL = ["--val-size", "50", "--num-samples", "3"]
 GPT = ["--n-embd", "8", "--n-head", "2", "--n-layer", "2", "--steps", "30"]
@@ -61,17 +61,21 @@ def test_probe_nll_equals_score_and_attention_rows_sum_to_one(runs):
     m = run.load_run(runs["gpt"])
     page = report(runs["gpt"], probe="emma").html
     shown = float(re.search(r'class="probe-nll" data-nll="([^"]+)"', page).group(1))
-    assert shown == pytest.approx(score(m.params, m.config, m.tokenizer, ["emma"])[0]["nll"], rel=1e-6)
+    assert shown == pytest.approx(score(m.params, m.config, m.tokenizer, ["emma"])[0]["nll"], rel=1e-5)
     result = probe(m.params, m.config, m.tokenizer, "emma")
     w_LxHxTxT = result["attention_LxHxTxT"]
     assert w_LxHxTxT.shape == (2, 2, 5, 5)
     np.testing.assert_allclose(w_LxHxTxT.sum(-1), 1.0, rtol=1e-5)
     assert np.all(np.triu(w_LxHxTxT, k=1) == 0)  # causal: nothing from the future
     assert page.count('<figure class="attn"') == 4  # every layer and head
-    # the forward that records attention is the model's forward
-    tokens = np.asarray([result["ids"][:-1]])
-    np.testing.assert_allclose(gpt_with_attention(m.params, tokens, m.config)[0], forward(m.params, tokens, m.config),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    # the probe's forward (numpy, recording attention) is the model's, for every model
+    for name in ("gpt", "mlp", "bigram"):
+        m = run.load_run(runs[name])
+        tokens = np.asarray(result["ids"][:-1])
+        want = np.asarray(forward(m.params, tokens[None], m.config)[0])
+        np.testing.assert_allclose(logits_and_attention(m.params, tokens, m.config)[0], want, rtol=1e-5, atol=1e-5)
+        (scored,) = score(m.params, m.config, m.tokenizer, ["emma"])
+        assert probe(m.params, m.config, m.tokenizer, "emma")["nll"] == pytest.approx(scored["nll"], rel=1e-5)
 
 
 def test_heatmaps_hold_the_parameters(runs):

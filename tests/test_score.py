@@ -98,3 +98,13 @@ def test_samples_marked_as_training_documents_are_training_documents(runs, capsy
     assert main(["sample", "--run", str(runs["gpt"]), "--json", "--num-samples", "16", "--temperature", "0.3"]) == 0
     objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["in_training_data"] for o in objs] == [o["text"] in train_docs for o in objs]
+
+
+def test_a_parameter_file_scores_and_samples_without_a_corpus(runs, capsys):
+    params = str(runs["gpt"] / "params.safetensors")
+    assert main(["score", "--params", params, "--json", "emma"]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert main(["score", "--run", str(runs["gpt"]), "--json", "emma"]) == 0
+    assert by_file == json.loads(capsys.readouterr().out)
+    assert main(["sample", "--params", params, "--json", "--num-samples", "2"]) == 0
+    assert [json.loads(line)["in_training_data"] for line in capsys.readouterr().out.splitlines()] == [None, None]

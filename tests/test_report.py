@@ -209,6 +209,11 @@ def test_page_in_headless_chromium(runs, tmp_path):
         charts = driver.find_elements(By.CSS_SELECTOR, "section svg")
         visible = [c for c in charts if c.is_displayed()]
         assert visible and all(c.size["width"] > 0 and c.size["height"] > 0 for c in visible)
+        # the log-scale checkbox swaps the linear chart for the log one (CSS only)
+        lin, log = (driver.find_element(By.CSS_SELECTOR, f"#curves-0 .{c}") for c in ("lin", "log"))
+        assert lin.is_displayed() and not log.is_displayed()
+        driver.find_element(By.CSS_SELECTOR, "label[for=logx-0]").click()
+        assert log.is_displayed() and not lin.is_displayed()
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []
         height = driver.execute_script("return document.documentElement.scrollHeight")

@@ -65,6 +65,8 @@ def _final_train(loss_S: np.ndarray) -> str:
     """The mean of the last 10% of steps (the sweep's figure), and the last step's loss."""
     if not len(loss_S):
         return "not recorded"
+    if len(loss_S) == 1:
+        return num(float(loss_S[0]), 5)
     k = max(1, len(loss_S) // 10)
     last = f"; last step {num(float(loss_S[-1]), 5)}" if k > 1 else ""
     return f"{num(float(np.mean(loss_S[-k:])), 5)} (mean of the last {k} step{'s' * (k > 1)}{last})"
@@ -97,6 +99,8 @@ def card(run: dict[str, Any], n_params: int | None) -> str:
         recipe = f"counted one document per step, add-{t.smoothing:g} smoothing"
     met = run["metrics"]
     steps = f"{met['steps'][-1] + 1 if len(met['steps']) else 0} recorded of {t.steps}"
+    if m.model == "bigram" and t.count != "online":
+        steps = "none: the table is counted over every training document at once"
     rows = [
         _row("model", esc(m.model + (f" (the guide's step {spec.step})" if spec.step is not None else ""))),
         _row("sizes", esc(sizes)),

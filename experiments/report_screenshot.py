@@ -1,6 +1,6 @@
 """The README's picture of ``microgpt-jax report``: train the default run (or take a run directory), write its
 report, time that command (a fresh process, the JAX import included), and take a headless-Chromium screenshot
-of the page's top to ``docs/report.png`` (reduced to a palette of colours, so it stays small).
+of the page to ``docs/report.png`` (reduced to a palette of colours, so it stays small).
 
     python experiments/report_screenshot.py --data /path/to/names.txt        # trains runs/ in a temp dir
     python experiments/report_screenshot.py --run runs/x                     # an existing run
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--data", default=os.environ.get("MICROGPT_JAX_DATA"), help="names.txt for a new run")
     parser.add_argument("--out", default=str(ROOT / "docs" / "report.png"), help="the screenshot (PNG)")
     parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=2400)
+    parser.add_argument("--height", type=int, default=4300)
     parser.add_argument("--colours", type=int, default=256, help="palette size of the PNG")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -529,6 +529,12 @@ def cmd_report(given: dict[str, Any]) -> int:
     runs = given["runs"]
     # beside the run, not in it: a run directory holds only what train writes
     out = given.get("out") or (str(Path(runs[0]).resolve()) + ".html" if len(runs) == 1 else "report.html")
+    inside = [r for r in runs if Path(out).resolve().parent == Path(r).resolve() and (Path(r) / "config.json").exists()]
+    if inside:
+        raise UserError(
+            f"--out {out} is inside the run directory {inside[0]}, which holds only what train writes (sample and "
+            f"export would refuse it): write the page beside it, e.g. {inside[0]}.html"
+        )
     path = report(*runs, probe=given.get("probe")).save(out)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s)")

@@ -148,6 +148,8 @@ def test_bad_input_is_one_line_or_a_note(runs, tmp_path, capsys):
     (bad_config / "config.json").write_text("{not json")
     _cli_one_line_error(["report", str(bad_config)], capsys)
     _cli_one_line_error(["report", str(runs["gpt"]), "--probe", "Emma", "--out", str(tmp_path / "r.html")], capsys)
+    _cli_one_line_error(["report", str(runs["gpt"]), "--out", str(runs["gpt"] / "report.html")], capsys)
+    assert not (runs["gpt"] / "report.html").exists()
 
     damaged = tmp_path / "damaged"
     shutil.copytree(runs["gpt"], damaged)

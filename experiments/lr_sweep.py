@@ -35,11 +35,7 @@ sys.path.insert(0, str(ROOT))
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig  # noqa: E402
 from microgpt_jax.corpus.load import load_corpus  # noqa: E402
 from microgpt_jax.errors import exit_status  # noqa: E402
-from microgpt_jax.files import (  # noqa: E402
-    atomic_write_bytes,
-    atomic_write_text,
-    refuse_existing,
-)
+from microgpt_jax.files import atomic_write_bytes, atomic_write_text, refuse_existing  # noqa: E402
 from microgpt_jax.runs.sweep_dir import best_row, write_results  # noqa: E402
 from microgpt_jax.training import sweep  # noqa: E402
 

@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from microgpt_jax.cli.parser import flag_of
 from microgpt_jax.config import (
     GUIDE_TITLES,
     DataConfig,
@@ -44,6 +43,7 @@ from microgpt_jax.config import (
     GradCheckConfig,
     SampleConfig,
     TrainConfig,
+    flag_of,
     step_configs,
 )
 from microgpt_jax.corpus.load import Corpus, load_corpus

@@ -52,6 +52,8 @@ _EXPORTS = {
     "sample": "training.sampling",
     "evaluate": "training.evaluation",
     "train": "training.loop",
+    "report": "view.page",
+    "score": "view.scoring",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -319,6 +319,29 @@ def step_configs(
     )
 
 
+# The command line's names for the fields (cli/ builds its flags from these; a report's "train it again"
+# command and a sweep's best-member command are written with them).
+FLAG = {"path": "--data"}  # a field whose flag is not its name with dashes
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a config field."""
+    return FLAG.get(name, "--" + name.replace("_", "-"))
+
+
+MODEL_FLAGS = ("n_layer", "n_embd", "n_head", "block_size", "model")
+TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "weight_decay", "schedule", "warmup",
+               "dropout", "seed", "init_std", "x64", "smoothing", "grad", "count")  # fmt: skip
+RUN_FLAGS = ("eval_every", "ckpt_every", "devices")
+GRADCHECK_FLAGS = ("doc", "eps", "tol_numerical", "tol_autodiff")
+DATA_FLAGS = ("path", "val_size", "tokenizer", "lowercase")
+SAMPLE_FLAGS = ("num_samples", "temperature", "top_k", "top_p")
+SWEEP_GRID = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps", "weight_decay", "schedule",
+              "warmup", "dropout", "n_layer", "n_embd", "n_head", "block_size")  # fmt: skip
+# flags that may differ on --resume: they change neither a parameter nor metrics.jsonl
+RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature", "top_k", "top_p")
+
+
 def fields_help(cls: type) -> dict[str, tuple[Any, str]]:
     """``{field: (default, help)}`` of a config class, for the command line's flags."""
     return {f.name: (f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls)}

@@ -18,7 +18,8 @@ MAY_IMPORT = {
     "runtime": set(),
     "training": {"model", "corpus", "storage", "runtime"},
     "runs": {"model", "corpus", "storage", "runtime", "training"},
-    "cli": {"model", "corpus", "storage", "runtime", "training", "runs"},
+    "view": {"model", "corpus", "storage", "runtime", "training", "runs"},
+    "cli": {"model", "corpus", "storage", "runtime", "training", "runs", "view"},
 }
 BOTTOM = {"config", "errors", "files"}
 

@@ -197,7 +197,7 @@ def test_word_run_from_the_command_line_is_the_library_run(word_run: RunResult, 
     )
     stdout = capsys.readouterr().out
     assert f"vocab size: {word_run.config.vocab_size} ({word_run.config.vocab_size - 1} words + BOS)" in stdout
-    assert "--- inference (new, hallucinated sentences, temperature 0.5, top-k 3, top-p 0.9) ---" in stdout
+    assert "--- inference (sampled sentences, temperature 0.5, top-k 3, top-p 0.9) ---" in stdout
     assert (out / "params.safetensors").read_bytes() == (word_run.out / "params.safetensors").read_bytes()
     samples = [line.split(": ", 1)[-1] for line in stdout.splitlines() if line.startswith("sample ")]
     assert samples == sample_model(load_run(out), SampleConfig(num_samples=6, top_k=3, top_p=0.9))

@@ -140,7 +140,8 @@ def test_acceptance_on_the_books_corpora(words, tmp_path: Path, capsys) -> None:
     assert abs(words.numpy_nll(pre / "params.safetensors", held_out) - val) < 1e-4
     vocab = set(json.loads((pre / "config.json").read_text())["data"]["vocab"]["vocab"])
     assert main(["sample", "--run", str(pre), "--top-k", "10", "--top-p", "0.9"]) == 0
-    samples = [line.split(": ", 1)[-1] for line in capsys.readouterr().out.splitlines()]
+    # each line: "sample  N: TEXT  (new)" or "(in training data)"
+    samples = [line.split(": ", 1)[-1].rsplit("  (", 1)[0] for line in capsys.readouterr().out.splitlines()]
     assert len(samples) == 20 and all(set(s.split(" ")) <= vocab for s in samples if s)
     assert sum(bool(s) for s in samples) >= 15
     # fine-tuning from the run directory, with its tokenizer: the loss falls and the samples ask

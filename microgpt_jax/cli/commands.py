@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from microgpt_jax.cli.parser import (
-    CLUSTER_FLAGS,
-    ENV_DISTRIBUTED,
+from microgpt_jax.cli.parser import CLUSTER_FLAGS, ENV_DISTRIBUTED
+from microgpt_jax.config import (
     GRADCHECK_FLAGS,
     MODEL_FLAGS,
     RESUME_MAY_CHANGE,
@@ -17,15 +16,13 @@ from microgpt_jax.cli.parser import (
     SAMPLE_FLAGS,
     SWEEP_GRID,
     TRAIN_FLAGS,
-    flag_of,
-)
-from microgpt_jax.config import (
     DataConfig,
     GPTConfig,
     GradCheckConfig,
     RunConfig,
     SampleConfig,
     TrainConfig,
+    flag_of,
     step_configs,
 )
 from microgpt_jax.errors import UserError
@@ -181,12 +178,64 @@ def _load(given: dict[str, Any]) -> Any:
 
 
 def cmd_sample(given: dict[str, Any]) -> int:
-    """``microgpt-jax sample``: print new documents from a trained model."""
-    from microgpt_jax.runs.load import sample_model
+    """``microgpt-jax sample``: print documents sampled from a trained model, each marked new or seen in the
+    run's corpus (``--json``: one object per sample)."""
+    import json
 
-    names = sample_model(_load(given), SampleConfig(**_pick(given, (*SAMPLE_FLAGS, "seed"))))
-    for i, name in enumerate(names):
-        print(f"sample {i + 1:2d}: {name}")
+    from microgpt_jax.runs.load import sample_model
+    from microgpt_jax.runs.processes import read_spec
+    from microgpt_jax.view.load import in_corpus, read_corpus
+
+    model = _load(given)
+    names = sample_model(model, SampleConfig(**_pick(given, (*SAMPLE_FLAGS, "seed"))), prefix=given["prefix"])
+    corpus, why = read_corpus(read_spec(given["run"])) if given.get("run") is not None else (None, None)
+    if why and not given["json"]:
+        print(f"note: {why}: samples are not marked new or seen", file=sys.stderr)
+    marks = in_corpus(names, corpus)
+    words = {"new": "new", "held-out": "new to the model, in the held-out data", "train": "in training data"}
+    for i, (name, mark) in enumerate(zip(names, marks, strict=True)):
+        if given["json"]:
+            print(json.dumps({"text": name, "in_training_data": None if mark is None else mark == "train"}))
+        else:
+            print(f"sample {i + 1:2d}: {name}" + (f"  ({words[mark]})" if mark else ""))
+    return 0
+
+
+def cmd_score(given: dict[str, Any]) -> int:
+    """``microgpt-jax score``: each text's per-token p and -log p and its mean NLL (``--json``: one object per
+    text)."""
+    import json
+
+    from microgpt_jax.model.dtypes import precision
+    from microgpt_jax.view.scoring import format_score, score
+
+    model = _load(given)
+    with precision(model.x64):
+        results = score(model.params, model.config, model.tokenizer, given["texts"])
+    for result in results:
+        print(json.dumps(result) if given["json"] else "\n".join(format_score(result)))
+    return 0
+
+
+def cmd_report(given: dict[str, Any]) -> int:
+    """``microgpt-jax report``: write the HTML page of runs or sweeps and say where it is."""
+    import time
+
+    from microgpt_jax.view.page import report
+
+    t0 = time.perf_counter()
+    runs = given["runs"]
+    # beside the run, not in it: a run directory holds only what train writes
+    out = given.get("out") or (str(Path(runs[0]).resolve()) + ".html" if len(runs) == 1 else "report.html")
+    inside = [r for r in runs if Path(out).resolve().parent == Path(r).resolve() and (Path(r) / "config.json").exists()]
+    if inside:
+        raise UserError(
+            f"--out {out} is inside the run directory {inside[0]}, which holds only what train writes (sample and "
+            f"export would refuse it): write the page beside it, e.g. {inside[0]}.html"
+        )
+    path = report(*runs, probe=given.get("probe")).save(out)
+    size = path.stat().st_size
+    print(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -249,5 +298,6 @@ def cmd_sweep(given: dict[str, Any]) -> int:
 
 
 COMMANDS = {
-    "train": cmd_train, "sample": cmd_sample, "export": cmd_export, "gradcheck": cmd_gradcheck, "sweep": cmd_sweep
+    "train": cmd_train, "sample": cmd_sample, "export": cmd_export, "gradcheck": cmd_gradcheck, "sweep": cmd_sweep,
+    "score": cmd_score, "report": cmd_report,
 }  # fmt: skip

@@ -17,13 +17,20 @@ from typing import Any, NoReturn
 
 from microgpt_jax.config import (
     COUNTS,
+    DATA_FLAGS,
+    GRADCHECK_FLAGS,
     GRADS,
     GUIDE_STEPS,
     GUIDE_TITLES,
+    MODEL_FLAGS,
     MODELS,
     OPTIMIZERS,
+    RUN_FLAGS,
+    SAMPLE_FLAGS,
     SCHEDULES,
+    SWEEP_GRID,
     TOKENIZERS,
+    TRAIN_FLAGS,
     DataConfig,
     GPTConfig,
     GradCheckConfig,
@@ -31,6 +38,7 @@ from microgpt_jax.config import (
     SampleConfig,
     TrainConfig,
     fields_help,
+    flag_of,
 )
 
 PROG = "microgpt-jax"
@@ -157,12 +165,6 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     "tokenizer": _choice(TOKENIZERS),
     "path": str,
 }
-FLAG = {"path": "--data"}  # a field whose flag is not its name with dashes
-
-
-def flag_of(name: str) -> str:
-    """The command-line flag of a config field."""
-    return FLAG.get(name, "--" + name.replace("_", "-"))
 
 
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
@@ -193,19 +195,6 @@ def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, 
             help=text + (" (comma-separated list)" if grid else "") + shown,
             metavar=("PATH" if name == "path" else name.upper()) + (",..." if grid else ""),
         )
-
-
-MODEL_FLAGS = ("n_layer", "n_embd", "n_head", "block_size", "model")
-TRAIN_FLAGS = ("optimizer", "lr", "steps", "batch_size", "b1", "b2", "eps", "weight_decay", "schedule", "warmup",
-               "dropout", "seed", "init_std", "x64", "smoothing", "grad", "count")  # fmt: skip
-RUN_FLAGS = ("eval_every", "ckpt_every", "devices")
-GRADCHECK_FLAGS = ("doc", "eps", "tol_numerical", "tol_autodiff")
-DATA_FLAGS = ("path", "val_size", "tokenizer", "lowercase")
-SAMPLE_FLAGS = ("num_samples", "temperature", "top_k", "top_p")
-SWEEP_GRID = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps", "weight_decay", "schedule",
-              "warmup", "dropout", "n_layer", "n_embd", "n_head", "block_size")  # fmt: skip
-# flags that may differ on --resume: they change neither a parameter nor metrics.jsonl
-RESUME_MAY_CHANGE = ("ckpt_every", "num_samples", "temperature", "top_k", "top_p")
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -302,6 +291,20 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--run", help="a run directory written by train")
     src.add_argument("--params", help="a parameter file carrying its config and vocabulary")
     _add_fields(s, SampleConfig, (*SAMPLE_FLAGS, "seed"))
+    s.add_argument("--prefix", default="", metavar="TEXT", help="start every sample with TEXT and continue it")
+    s.add_argument("--json", action="store_true", help="one JSON object per sample: text, in_training_data")
+
+    r = sub.add_parser("score", help="score texts token by token: p and -log p of each token, the mean NLL")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a run directory written by train")
+    src.add_argument("--params", help="a parameter file carrying its config and vocabulary")
+    r.add_argument("texts", nargs="+", metavar="TEXT", help="a name (or sentence) to score")
+    r.add_argument("--json", action="store_true", help='one JSON object per text: {"text", "nll", "tokens"}')
+
+    p = sub.add_parser("report", help="one self-contained HTML page showing runs (or sweeps): curves, weights, ...")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (train --out) or sweep directories")
+    p.add_argument("--out", help="the HTML file to write (default: RUN.html beside RUN, or report.html for several)")
+    p.add_argument("--probe", metavar="TEXT", help="the text to score token by token (default: a held-out one)")
 
     e = sub.add_parser("export", help="write a run's parameters as safetensors, npz or microgpt-style json")
     src = e.add_mutually_exclusive_group(required=True)
@@ -320,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(c)
 
     w = sub.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs, sharded over devices")
-    w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, sweep.png)")
+    w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, losses.npz, sweep.png)")
     _add_data(w)
     _add_init_variant(w)
     _add_fields(w, TrainConfig, ("x64",))

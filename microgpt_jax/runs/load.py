@@ -29,11 +29,15 @@ def on_device(params: dict[str, Any], dtype: Any) -> dict[str, jax.Array]:
     return jax.device_put({k: np.asarray(v, dtype) for k, v in params.items()})
 
 
-def sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
+def sample_names(
+    params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int, prefix: str = ""
+) -> list[str]:
+    """``sc.num_samples`` documents drawn as ``sc`` says, each continuing ``prefix``; ``sc.seed`` None: ``seed``."""
     from microgpt_jax.training.sampling import sample
 
     key = sample_key(seed if sc.seed is None else sc.seed)
-    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature, top_k=sc.top_k, top_p=sc.top_p)
+    return sample(params, config, tokenizer, key, sc.num_samples, sc.temperature, top_k=sc.top_k, top_p=sc.top_p,
+                  prefix=prefix)  # fmt: skip
 
 
 def sample_key(seed: int) -> jax.Array:
@@ -120,8 +124,9 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(params, config, meta["tokenizer"], x64, TrainConfig().seed, str(path))
 
 
-def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig()) -> list[str]:
-    """New documents from a loaded model; ``sample.seed`` None means the run's seed (what its training printed)."""
+def sample_model(model: LoadedModel, sample: SampleConfig = SampleConfig(), prefix: str = "") -> list[str]:
+    """Documents sampled from a loaded model, each continuing ``prefix``; ``sample.seed`` None means the run's
+    seed (what its training printed)."""
     with precision(model.x64):
         params = on_device(model.params, float_dtype(model.x64))
-        return sample_names(params, model.config, model.tokenizer, sample, model.seed)
+        return sample_names(params, model.config, model.tokenizer, sample, model.seed, prefix)

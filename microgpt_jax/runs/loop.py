@@ -81,7 +81,7 @@ def finish_run(result: RunResult, rd: rundir.RunDir, guard: RunGuard, log: Log) 
         sample_params = params if distributed.count() > 1 else result.params
         result.samples = sample_names(sample_params, result.config, result.tokenizer, spec.sample, spec.train.seed)
         what = "names" if result.tokenizer.kind == "char" else "sentences"
-        log(f"--- inference (new, hallucinated {what}, {sampling_label(spec.sample)}) ---")
+        log(f"--- inference (sampled {what}, {sampling_label(spec.sample)}) ---")
         for i, name in enumerate(result.samples):
             log(f"sample {i + 1:2d}: {name}")
     if guard.signum is not None:  # after the last step: the run is complete, the samples are what was skipped

@@ -83,6 +83,13 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(out / "results.json", json.dumps(clean, indent=1) + "\n")
 
 
+def write_losses(path: Path, losses: Sequence[np.ndarray]) -> None:
+    """Every member's per-step training losses, ``member<id>`` in an npz (what the report draws curves from)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{f"member{i}": np.asarray(loss, np.float32) for i, loss in enumerate(losses)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -> None:
     """val_loss against lr (log axis), one line per combination of the other varying settings."""
     import matplotlib
@@ -151,6 +158,7 @@ def sweep_run(
         return result
     rows = result.rows
     write_results(out, rows)
+    write_losses(out / "losses.npz", result.losses)
     varying = [k for k in GRID_KEYS if len({r[k] for r in rows}) > 1]
     plot_sweep(out / "sweep.png", rows, varying)
     if save_member_params:
@@ -169,5 +177,5 @@ def sweep_run(
         log("reproduce it with (the same run up to float rounding: val_loss within ~1e-4 in float32, ~1e-15 in x64):")
         log("  " + train_command(members[best["id"]], data))
     extra = ", members/<id>/params.safetensors" if save_member_params else ""
-    log(f"wrote {out}/results.csv, results.json, sweep.png{extra}")
+    log(f"wrote {out}/results.csv, results.json, losses.npz, sweep.png{extra}")
     return result

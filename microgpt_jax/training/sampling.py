@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -115,12 +115,14 @@ def _sample_scan(
     params: dict[str, jax.Array],
     u_SxN: jax.Array,
     temperature: jax.Array,
+    forced_S: jax.Array | None = None,
     *,
     config: GPTConfig,
     top_k: int = 0,
     top_p: float = 1.0,
 ) -> jax.Array:
-    """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n] (see ``draw``)."""
+    """Tokens (N, S) of N samples, drawing position s of sample n at the uniform u_SxN[s, n] (see ``draw``);
+    where ``forced_S[s]`` >= 0 (a prefix), that token is taken instead of a draw."""
     num_samples = u_SxN.shape[1]
     bos = config.vocab_size - 1
     temperature = temperature.astype(params["wte"].dtype)
@@ -131,6 +133,8 @@ def _sample_scan(
         pos, u_N = pos_u
         logits_NxV, cache = forward_step(params, token_N, pos, cache, config)
         nxt_N = draw(logits_NxV, u_N, temperature, top_k=top_k, top_p=top_p)
+        if forced_S is not None:
+            nxt_N = jnp.where(forced_S[pos] >= 0, forced_S[pos], nxt_N)
         done_N = done_N | (nxt_N == bos)
         nxt_N = jnp.where(done_N, bos, nxt_N)
         return (nxt_N, cache, done_N), nxt_N
@@ -144,18 +148,24 @@ QUICK_SAMPLES = 1024  # up to this many rows per call, sampling's program is com
 
 
 @functools.cache
-def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0, quick: bool = False) -> Callable:
+def _sampler(
+    config: GPTConfig,
+    mesh: Mesh | None,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    quick: bool = False,
+    prefixed: bool = False,
+) -> Callable:
     """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
     its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
     off and LLVM -O2 on CPU; ``quick`` (a few rows: the names a run prints) also with XLA's quicker-compiling
     emitters: they compile it ~15% faster, and sampled 20 rows as fast but 4,096 rows ~1.7x slower (see
-    xla_options)."""
+    xla_options). ``prefixed``: the program takes a fourth argument, the prefix's tokens (``_sample_scan``)."""
     fn = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
     if mesh is not None:
         # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device
-        fn = jax.shard_map(
-            fn, mesh=mesh, in_specs=(P(), P(None, SAMPLE_AXIS), P()), out_specs=P(SAMPLE_AXIS), check_vma=False
-        )
+        specs = (P(), P(None, SAMPLE_AXIS), P(), *((P(),) if prefixed else ()))
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(SAMPLE_AXIS), check_vma=False)
     return jit_with_cpu_options(fn, {**YNN_OFF, **(FAST_COMPILE if quick else O2)})
 
 
@@ -193,6 +203,7 @@ def sample_tokens(
     devices: int | None = None,
     top_k: int = 0,
     top_p: float = 1.0,
+    prefix: Sequence[int] = (),
 ) -> jax.Array:
     """Token ids (num_samples, block_size): each sample starts at BOS, draws from softmax(logits / temperature),
     and is BOS from the first BOS on (the original stops there, or after block_size tokens). Compiled once per
@@ -201,8 +212,14 @@ def sample_tokens(
 
     The samples are spread over every device (or the first ``devices``) when they split evenly: on a CPU given
     a device per core (``devices.set_cpu_devices``), both cores sample. A key gives the same names on any number
-    of devices (all uniforms are drawn from it up front), up to float rounding in the logits."""
+    of devices (all uniforms are drawn from it up front), up to float rounding in the logits. ``prefix`` (token
+    ids, fewer than block_size) is every sample's start: drawing begins after it (a program of its own)."""
     top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
+    forced = ()
+    if len(prefix):
+        forced_S = np.full(config.block_size, -1, np.int32)
+        forced_S[: len(prefix)] = prefix
+        forced = (forced_S,)
     dtype = params["wte"].dtype
     # one uniform per draw, all made up front (one RNG call, not one per position and token)
     u_SxN = uniforms(key, (config.block_size, num_samples), dtype)
@@ -216,13 +233,15 @@ def sample_tokens(
         params = {k: distributed.put(np.asarray(v), rep) for k, v in params.items()}
         temperature = distributed.put(np.asarray(temperature), rep)
         u_SxN = distributed.put(np.asarray(u_SxN), NamedSharding(mesh, P(None, SAMPLE_AXIS)))
+        forced = tuple(distributed.put(f, rep) for f in forced)
     elif mesh is not None:  # the program's inputs on its devices: params replicated, uniforms split by sample
         params, temperature = jax.device_put((params, temperature), NamedSharding(mesh, P()))
         u_SxN = jax.device_put(u_SxN, NamedSharding(mesh, P(None, SAMPLE_AXIS)))
+        forced = jax.device_put(forced, NamedSharding(mesh, P()))
     elif jax.process_count() > 1:  # this process's own device: host copies of arrays that may span processes
         params = {k: np.asarray(v) for k, v in params.items()}
-    bound = (config, mesh, top_k, top_p, num_samples <= QUICK_SAMPLES)
-    return executables.call(_sampler(*bound), "sample_scan", params, u_SxN, temperature, bound=bound)
+    bound = (config, mesh, top_k, top_p, num_samples <= QUICK_SAMPLES, *((True,) if forced else ()))
+    return executables.call(_sampler(*bound), "sample_scan", params, u_SxN, temperature, *forced, bound=bound)
 
 
 def compile_sample_tokens(
@@ -264,9 +283,11 @@ def sample(
     *,
     top_k: int = 0,
     top_p: float = 1.0,
+    prefix: str = "",
 ) -> list[str]:
     """``num_samples`` new documents at ``temperature`` (> 0; lower is more conservative), each draw cut to the
-    ``top_k`` most likely tokens (0 = off) and then to the nucleus of probability ``top_p`` (1 = off)."""
+    ``top_k`` most likely tokens (0 = off) and then to the nucleus of probability ``top_p`` (1 = off). Each
+    starts with ``prefix`` (text the tokenizer encodes, shorter than block_size tokens) and continues it."""
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
         raise UserError(f"temperature must be a finite number > 0, got {temperature!r}")
     if not isinstance(num_samples, int) or num_samples < 1:
@@ -274,14 +295,34 @@ def sample(
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
     check_params(params, config, source="sample: params")
+    prefix_ids = encode_prefix(prefix, tokenizer, config)
     names: list[str] = []
     for i, start in enumerate(range(0, num_samples, chunk_rows(config))):
         rows = min(chunk_rows(config), num_samples - start)
         chunk_key = key if i == 0 else jax.random.fold_in(key, i)  # the first chunk is what one call would draw
         tokens = sample_tokens(params, chunk_key, temperature, config=config, num_samples=rows, top_k=top_k,
-                               top_p=top_p)  # fmt: skip
+                               top_p=top_p, prefix=prefix_ids)  # fmt: skip
         names += decode_samples(distributed.to_host(tokens), tokenizer)
     return names
+
+
+def encode_prefix(prefix: str, tokenizer: Tokenizer, config: GPTConfig) -> list[int]:
+    """The token ids of a sampling prefix; a UserError naming every character (or word) outside the vocabulary,
+    or a prefix that leaves no room to continue (block_size - 1 tokens at most)."""
+    if not isinstance(prefix, str):
+        raise UserError(f"prefix must be a string, got {type(prefix).__name__}")
+    if not prefix:
+        return []
+    units = list(prefix) if tokenizer.kind == "char" else prefix.split(" ")
+    unknown = list(dict.fromkeys(u for u in units if u and tokenizer.first_unknown(u) is not None))
+    if unknown:
+        what = "characters" if tokenizer.kind == "char" else "words"
+        raise UserError(f"prefix {prefix[:60]!r} has {what} outside the vocabulary: {', '.join(map(repr, unknown))}")
+    ids = tokenizer.encode(prefix)
+    if len(ids) >= config.block_size:
+        raise UserError(f"prefix {prefix[:60]!r} has {len(ids)} tokens: at most {config.block_size - 1} leave room "
+                        f"to continue (block_size {config.block_size})")  # fmt: skip
+    return ids
 
 
 SAMPLE_CHUNK_BYTES = 256 << 20  # what one compiled sampling call may hold: KV caches, uniforms, tokens

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from microgpt_jax.errors import UserError
 
@@ -60,7 +60,7 @@ def _check_seed(name: str, value: Any) -> None:
         )
 
 
-def _real(value: Any) -> bool:
+def _real(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -122,7 +122,7 @@ class TrainConfig(_Config):
     """
 
     optimizer: str = _field("adam", "adam (optax, the original's) or sgd (hand-written)")
-    lr: float | None = _field(None, "peak learning rate, decayed linearly to 0 (adam 0.01, sgd 0.3)")
+    lr: float = _field(None, "peak learning rate, decayed linearly to 0 (adam 0.01, sgd 0.3)")
     steps: int = _field(1000, "training steps")
     batch_size: int = _field(1, "documents per step (step s takes docs s*B .. s*B+B-1)")
     b1: float = _field(0.85, "Adam beta1")
@@ -134,7 +134,7 @@ class TrainConfig(_Config):
     dropout: float = _field(0.0, "GPT only: dropout rate on the embeddings, attention weights and both residual "
                             "branches while training; 0 is off (the original)")  # fmt: skip
     seed: int = _field(42, "PRNG seed of the initial parameters")
-    init_std: float | None = _field(None, "N(0, std) init (0.08; 0.02 with --init-variant early)")
+    init_std: float = _field(None, "N(0, std) init (0.08; 0.02 with --init-variant early)")
     init_zero_out: bool = _field(False, "start attn_wo and mlp_fc2 at zero (microgpt's earlier init)")
     x64: bool = _field(False, "float64 everywhere (the original's Python floats)")
     smoothing: float = _field(1.0, "bigram only: add-k smoothing of the counts")

@@ -37,8 +37,8 @@ PROG = "microgpt-jax"
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line and exit status 2, and no flag may be abbreviated."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, allow_abbrev=False, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -146,7 +146,7 @@ def flag_of(name: str) -> str:
     return FLAG.get(name, "--" + name.replace("_", "-"))
 
 
-def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, grid: bool = False) -> None:
+def _add_fields(p: argparse._ActionsContainer, cls: type, names: Sequence[str], *, grid: bool = False) -> None:
     """One flag per config field in ``names``: type from FIELD_TYPES, help and shown default from config.py.
     With ``grid``, each flag takes a comma-separated list (a sweep's axis)."""
     for name, (default, text) in fields_help(cls).items():

@@ -15,12 +15,15 @@ import itertools
 import os
 import random
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import MAX_CORPUS_BYTES, read_regular
+
+T = TypeVar("T")
 
 
 def parse_lines(raw: bytes, source: str = "data") -> list[tuple[int, str]]:
@@ -69,7 +72,7 @@ def shuffle_docs(docs: Sequence[str], seed: int | None = 42) -> list[str]:
     return docs
 
 
-def split_docs(docs: Sequence[str], val_size: int = 1000) -> tuple[list[str], list[str]]:
+def split_docs(docs: Sequence[T], val_size: int = 1000) -> tuple[list[T], list[T]]:
     """Hold out the LAST ``val_size`` documents, so training starts on the same documents as the original."""
     if val_size < 0:
         raise UserError(f"--val-size must be >= 0, got {val_size}")

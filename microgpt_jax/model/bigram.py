@@ -18,6 +18,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
@@ -58,7 +59,7 @@ def bigram_forward(params: dict[str, jax.Array], tokens_BxT: jax.Array) -> jax.A
 
 
 def online_bigram(
-    tokens_NxT1: jax.Array, n_N: jax.Array, vocab_size: int, steps: int, smoothing: float = 1.0
+    tokens_NxT1: ArrayLike, n_N: ArrayLike, vocab_size: int, steps: int, smoothing: float = 1.0
 ) -> tuple[jax.Array, jax.Array]:
     """Step 0's training loop: ``(losses_S, counts_VxV)`` after counting one document per step.
 

@@ -37,7 +37,7 @@ def _init(key: jax.Array, std: jax.Array, *, shapes: tuple, zero_out: bool, dtyp
         key = jax.random.key(key)
     keys = jax.random.split(key, len(shapes))
     sizes = [math.prod(shape) for _, shape in shapes]
-    if jax.config.jax_threefry_partitionable:
+    if jax.config.jax_threefry_partitionable:  # type: ignore[attr-defined]  # a jax option: Config declares none
         # Element i of normal(k, shape) depends only on k and i (the flat index), not on the shape: one vmapped
         # draw of the largest size gives every matrix's numbers as a prefix of its row, with one threefry and one
         # erfinv in the program instead of one per matrix.
@@ -77,7 +77,7 @@ def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, d
     # start-up machinery, not the model: imported only on this path
     from microgpt_jax.runtime import executables, threefry
 
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # a jax option: Config declares none
     if not threefry.usable() or dtype not in (jnp.float32, jnp.float64) or (dtype == jnp.float64 and not x64):
         return None
     sizes = [math.prod(shape) for _, shape in shapes]
@@ -92,7 +92,7 @@ def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, d
 
 
 def init_params(
-    key: jax.Array | int,
+    key: jax.Array | int | np.integer,
     config: GPTConfig,
     std: float = 0.08,
     zero_out: bool = False,

@@ -139,8 +139,8 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: RunGuard
     dtype = float_dtype(tc.x64)
     if tc.count == "online":
         t0 = time.perf_counter()
-        losses, counts = online_bigram(train_tokens, train_n, config.vocab_size, tc.steps, tc.smoothing)
-        losses, counts = np.asarray(losses), np.asarray(counts)
+        losses_S, counts_VxV = online_bigram(train_tokens, train_n, config.vocab_size, tc.steps, tc.smoothing)
+        losses, counts = np.asarray(losses_S), np.asarray(counts_VxV)
         how = f"counted online, one document per step, add-{tc.smoothing:g} smoothed"
     else:
         counts = count_bigrams(train_tokens, train_n, config.vocab_size)

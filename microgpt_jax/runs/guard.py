@@ -17,6 +17,7 @@ from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import atomic_write_text
 from microgpt_jax.model.dtypes import float_dtype
+from microgpt_jax.runs.spec import InitSource
 from microgpt_jax.storage.checkpoint import (
     CKPT_DIR,
     MANIFEST,
@@ -78,7 +79,7 @@ class RunGuard:
         data_sha256: str,
         start_step: int = 0,
         extra_info: Callable[[], dict[str, Any]] | None = None,
-        init: str | None = None,
+        init: InitSource | str | None = None,
     ) -> None:
         self.extra_info = extra_info or dict  # more manifest entries, computed when a checkpoint is written
         self.init = init
@@ -271,8 +272,8 @@ def load_checkpoint(
             ) from None
         if sha256_hex(raw[key]) != manifest.get("sha256", {}).get(name):
             raise UserError(f"checkpoint file {ck / name} does not match its SHA-256 in {MANIFEST}: it was changed")
-    params, meta = load_params(ck / manifest["params"])
-    check_params(params, config, source=str(ck / manifest["params"]))
+    host_params, meta = load_params(ck / manifest["params"])
+    check_params(host_params, config, source=str(ck / manifest["params"]))
     tokenizer = as_tokenizer(tokenizer)
     if meta.get("tokenizer") != tokenizer:
         got = meta.get("tokenizer")
@@ -281,7 +282,7 @@ def load_checkpoint(
             "the checkpoint is from another run"
         )
     dtype = float_dtype(train_config.x64)
-    params = {k: jnp.asarray(params[k], dtype) for k in params}
+    params = {k: jnp.asarray(host_params[k], dtype) for k in host_params}
     try:
         opt_arrays = load(raw["opt_state"])
     except (SafetensorError, ValueError, KeyError) as e:

@@ -40,8 +40,8 @@ def sample_key(seed: int) -> jax.Array:
     """The key a run's samples are drawn with: ``jax.random.fold_in(jax.random.key(seed), 1)``, computed on the
     host (``threefry``: no key operation to compile) where JAX's PRNG is the one it computes."""
     if threefry.usable():
-        data = threefry.fold_in(threefry.key(seed, bool(jax.config.jax_enable_x64)), 1)
-        return jax.random.wrap_key_data(data)
+        data = threefry.fold_in(threefry.key(seed, bool(jax.config.jax_enable_x64)), 1)  # type: ignore[attr-defined]  # a jax option: Config declares none
+        return jax.random.wrap_key_data(data)  # type: ignore[arg-type]  # jax's stub: numpy key data is taken too
     return _sample_key(np.int64(seed))  # np.int64: as jax.random.key(int) takes it
 
 

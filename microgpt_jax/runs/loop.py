@@ -232,7 +232,7 @@ class _CompileAhead:
         import threading
 
         specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
-        x64 = bool(jax.config.jax_enable_x64)  # this thread's setting (a float64 run's is a context, per thread)
+        x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # a jax option: Config declares none; this thread's setting (a float64 run's is a context, per thread)
         self._thread = threading.Thread(
             target=self._compile, args=(specs, config, n_val, sc, x64), name="microgpt-jax-compile-ahead", daemon=True
         )

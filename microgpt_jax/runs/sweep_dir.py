@@ -154,6 +154,7 @@ def sweep_run(
     varying = [k for k in GRID_KEYS if len({r[k] for r in rows}) > 1]
     plot_sweep(out / "sweep.png", rows, varying)
     if save_member_params:
+        assert result.params is not None  # keep_params=save_member_params
         for m, p in zip(members, result.params, strict=True):
             (out / "members" / str(m.index)).mkdir(parents=True, exist_ok=True)
             save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, corpus.tokenizer)

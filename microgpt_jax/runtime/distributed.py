@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -47,6 +47,7 @@ def initialize(
     if any(given) and not all(given):
         raise UserError("--coordinator, --num-processes and --process-id go together: give all three (or none)")
     if all(given):
+        assert coordinator is not None and num_processes is not None and process_id is not None  # all(given)
         if not 0 <= process_id < num_processes:
             raise UserError(f"--process-id {process_id} is outside 0..{num_processes - 1} (--num-processes)")
         if ":" not in coordinator:
@@ -65,7 +66,12 @@ def initialize(
     return True
 
 
-def _timeouts() -> dict[str, int]:
+class _Timeouts(TypedDict):
+    initialization_timeout: int
+    shutdown_timeout_seconds: int
+
+
+def _timeouts() -> _Timeouts:
     """Short waits for a job that failed to form or lost a process (JAX's defaults are minutes)."""
     seconds = int(os.environ.get("MICROGPT_JAX_DISTRIBUTED_TIMEOUT", "120"))
     return {"initialization_timeout": seconds, "shutdown_timeout_seconds": 30}

@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 
@@ -154,7 +154,7 @@ def _memory_key(name: str, args: tuple, static: dict) -> tuple | None:
     """What tells this process's programs apart: name, static arguments, structure and avals of the arguments.
     None for arguments the store does not keep: Python scalars (weak types), or arrays on any device but the
     default one, which is also the only one a deserialized executable is loaded onto."""
-    if jax.process_count() != 1 or jax.config.jax_default_device is not None:
+    if jax.process_count() != 1 or jax.config.jax_default_device is not None:  # type: ignore[attr-defined]  # a jax option: Config declares none
         return None
     leaves, treedef = jax.tree.flatten(args)
     avals = []
@@ -186,7 +186,7 @@ def _memory_key(name: str, args: tuple, static: dict) -> tuple | None:
 def _trace_context() -> tuple:
     """The settings in force in this thread that change what tracing makes (``jax.enable_x64(True)`` among
     them), as jit's own cache keys them; the x64 setting alone where JAX keeps them elsewhere."""
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # a jax option: Config declares none
     try:
         from jax._src.config import trace_context
 
@@ -268,7 +268,7 @@ def _compile(program: Callable, args: tuple, static: dict, after_lower: Callable
     compile_ahead = getattr(program, "compile_ahead", None)
     if compile_ahead is not None:  # xla_options.jit_with_cpu_options: its options, or the plain program
         return compile_ahead(*args, after_lower=after_lower, **static)
-    lowered = program.lower(*args, **static)
+    lowered = cast("jax.stages.Wrapped", program).lower(*args, **static)
     if after_lower is not None:
         after_lower()
     return lowered.compile()

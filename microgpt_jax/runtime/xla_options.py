@@ -39,7 +39,7 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
     tuned, plain = jax.jit(fn, compiler_options=options, **jit_kwargs), jax.jit(fn, **jit_kwargs)
     usable = [True]
 
-    def run(method: Callable[[Callable], Any]) -> Any:
+    def run(method: Callable[[jax.stages.Wrapped], Any]) -> Any:
         if usable[0] and jax.default_backend() == "cpu":
             try:
                 return method(tuned)
@@ -57,7 +57,7 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
         call then finds it compiled. ``after_lower`` is called between tracing and XLA's compile (perhaps twice,
         where this jaxlib rejects an option and the plain program is lowered again)."""
 
-        def lower_and_compile(f: Callable) -> Any:
+        def lower_and_compile(f: jax.stages.Wrapped) -> Any:
             lowered = f.lower(*args, **kwargs)
             if after_lower is not None:
                 after_lower()
@@ -65,7 +65,7 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
 
         return run(lower_and_compile)
 
-    call.compile_ahead = compile_ahead
+    call.__dict__["compile_ahead"] = compile_ahead  # a function attribute (mypy has none)
     return call
 
 

@@ -105,7 +105,7 @@ def params_to_bytes(
         return safetensors_bytes(arrays, _stringify(meta))
     if fmt == "npz":
         buf = io.BytesIO()
-        np.savez(buf, **arrays, **{META_KEY: np.array(json.dumps(_stringify(meta)))})
+        np.savez(buf, **arrays, **{META_KEY: np.array(json.dumps(_stringify(meta)))})  # type: ignore[arg-type]  # numpy's stub: mypy matches **arrays to allow_pickle
         return buf.getvalue()
     if fmt == "json":
         # rows of Python floats: repr is the shortest string that reads back to the same float

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -167,7 +167,7 @@ def uniforms(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Ar
     the host (no program to compile: the few samples a run prints), a large one by JAX's compiled draw."""
     n, dtype = math.prod(shape), jnp.dtype(dtype)
     host = n <= HOST_DRAWS and not isinstance(key, jax.core.Tracer) and threefry.usable()
-    host = host and (dtype == jnp.float32 or (dtype == jnp.float64 and jax.config.jax_enable_x64))
+    host = host and (dtype == jnp.float32 or (dtype == jnp.float64 and jax.config.jax_enable_x64))  # type: ignore[attr-defined]  # a jax option: Config declares none
     if host and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
         if str(jax.random.key_impl(key)) == "threefry2x32":
             return threefry.uniform(np.asarray(jax.random.key_data(key)), n, dtype).reshape(shape)
@@ -184,9 +184,9 @@ def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
 
 
 def sample_tokens(
-    params: dict[str, jax.Array],
+    params: Mapping[str, jax.Array | np.ndarray],
     key: jax.Array,
-    temperature: jax.Array,
+    temperature: float | jax.Array | np.ndarray,
     *,
     config: GPTConfig,
     num_samples: int,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -199,7 +199,10 @@ def group_recipe(members: Sequence[Member]) -> Recipe:
     members that differ only there share one program and fill the devices together."""
     recipes = [recipe_of(m.train) for m in members]
     return dataclasses.replace(
-        recipes[0], **{k: any(getattr(r, k) for r in recipes) for k in ("warmup", "weight_decay", "dropout")}
+        recipes[0],
+        warmup=any(r.warmup for r in recipes),
+        weight_decay=any(r.weight_decay for r in recipes),
+        dropout=any(r.dropout for r in recipes),
     )
 
 
@@ -296,6 +299,9 @@ def run_sweep(
                 "group": g,
             }
             losses_out[m.index] = loss_S
-            if keep_params:
+            if host_params is not None:  # keep_params
                 params_out[m.index] = {k: v[j] for k, v in host_params.items()}
-    return SweepResult(rows, losses_out, params_out if keep_params else None)
+    # every member's row and losses are filled in by its group
+    return SweepResult(
+        cast("list[dict[str, Any]]", rows), cast("list[np.ndarray]", losses_out), params_out if keep_params else None
+    )

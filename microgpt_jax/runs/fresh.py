@@ -30,7 +30,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from microgpt_jax.files import atomic_write_text
 from microgpt_jax.model import registry
 from microgpt_jax.model.dtypes import float_dtype, precision
 from microgpt_jax.model.init import init_params
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.guard import RunGuard, unfinished_run_hint
 from microgpt_jax.runs.load import on_device
@@ -96,7 +96,7 @@ def _model_of(model: GPTConfig | None, init: _Init | None, vocab_size: int) -> G
     return init.config
 
 
-def _initial_params(spec: RunSpec, init: _Init | None) -> dict[str, Any]:
+def _initial_params(spec: RunSpec, init: _Init | None) -> Params:
     """Fresh N(0, std) params from the train seed, or the init's state_dict (checked against the config)."""
     tc, config = spec.train, spec.model
     dtype = float_dtype(tc.x64)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig, SampleConfig, TrainConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.dtypes import float_dtype, precision
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.guard import unfinished_run_hint
 from microgpt_jax.runs.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
@@ -23,7 +26,7 @@ from microgpt_jax.runtime import threefry
 from microgpt_jax.storage.params import check_params, load_params
 
 
-def on_device(params: dict[str, Any], dtype: Any) -> dict[str, jax.Array]:
+def on_device(params: Mapping[str, ArrayLike], dtype: DTypeLike) -> Params:
     """Host parameters as device arrays of ``dtype``: converted by numpy and copied, as jnp.asarray converts them,
     without its copy program per matrix shape."""
     return jax.device_put({k: np.asarray(v, dtype) for k, v in params.items()})

@@ -20,10 +20,12 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
@@ -79,7 +81,7 @@ def _stringify(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def params_to_bytes(
-    params: dict[str, Any],
+    params: Mapping[str, ArrayLike],
     fmt: str,
     config: GPTConfig | None = None,
     tokenizer: Tokenizer | str | None = None,
@@ -117,7 +119,7 @@ def params_to_bytes(
 
 def save_params(
     path: str | os.PathLike,
-    params: dict[str, Any],
+    params: Mapping[str, ArrayLike],
     config: GPTConfig | None = None,
     tokenizer: Tokenizer | str | None = None,
     run_id: str | None = None,
@@ -285,7 +287,7 @@ def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     return params_from_bytes(raw, fmt, path)
 
 
-def check_params(params: dict[str, Any], config: GPTConfig, source: str = "parameters") -> None:
+def check_params(params: Mapping[str, ArrayLike], config: GPTConfig, source: str = "parameters") -> None:
     """Raise UserError naming the first key that is missing, extra, or of the wrong shape for ``config``."""
     expected = param_shapes(config)
     for name, shape in expected.items():
@@ -299,7 +301,7 @@ def check_params(params: dict[str, Any], config: GPTConfig, source: str = "param
             raise UserError(f"{source}: unexpected {name!r} (shape {tuple(np.shape(params[name]))}) for this config")
 
 
-def cast_params(params: dict[str, Any], dtype: Any, source: str = "parameters") -> dict[str, np.ndarray]:
+def cast_params(params: Mapping[str, ArrayLike], dtype: DTypeLike, source: str = "parameters") -> dict[str, np.ndarray]:
     """The parameters in ``dtype`` (numpy arrays), after checking every value fits it: a float64 value beyond
     float32's range would become inf in a float32 run."""
     dtype = np.dtype(dtype)

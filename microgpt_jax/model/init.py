@@ -8,6 +8,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import DTypeLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.model.dtypes import default_float
@@ -96,7 +97,7 @@ def init_params(
     config: GPTConfig,
     std: float = 0.08,
     zero_out: bool = False,
-    dtype: jnp.dtype | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Params:
     """Every matrix N(0, std), one PRNG key per matrix (``jax.random.split(key, n)``) in state_dict order.
 

@@ -69,7 +69,9 @@ def _mlp_forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> ja
     return mlp.mlp_forward(params, tokens_BxT)
 
 
-def _mlp_analytic(params: Params, tokens_BxT1: jax.Array, n_B: jax.Array, config: GPTConfig):
+def _mlp_analytic(
+    params: Params, tokens_BxT1: jax.Array, n_B: jax.Array, config: GPTConfig
+) -> tuple[jax.Array, Params]:
     return mlp.analytic_value_and_grad(params, tokens_BxT1, n_B)
 
 

@@ -177,8 +177,8 @@ def _train_chunk(
     are ``train_step``'s."""
     n_docs = tokens_NxT1.shape[0]
 
-    def step(carry, s):
-        def run(carry):
+    def step(carry: tuple[Params, Any], s: jax.Array) -> tuple[tuple[Params, Any], jax.Array]:
+        def run(carry: tuple[Params, Any]) -> tuple[tuple[Params, Any], jax.Array]:
             params, opt_state = carry
             rows = batch_rows(s, batch_size, n_docs)
             # the corpus may be held in uint8 (AsciiDocs): the step's rows are cast, not the corpus
@@ -189,7 +189,7 @@ def _train_chunk(
             )  # fmt: skip
             return (params, opt_state), loss
 
-        def skip(carry):
+        def skip(carry: tuple[Params, Any]) -> tuple[tuple[Params, Any], jax.Array]:
             return carry, jnp.full((), jnp.nan, hparams["lr"].dtype)
 
         return jax.lax.cond(s < end, run, skip, carry)

@@ -16,6 +16,7 @@ from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.registry import forward_step, init_cache
+from microgpt_jax.model.types import Cache
 from microgpt_jax.runtime import distributed, executables, threefry
 from microgpt_jax.runtime.devices import SAMPLE_AXIS, device_count, make_mesh, spans_processes
 from microgpt_jax.runtime.xla_options import FAST_COMPILE, O2, YNN_OFF, jit_with_cpu_options
@@ -126,7 +127,9 @@ def _sample_scan(
     temperature = temperature.astype(params["wte"].dtype)
     cache = init_cache(config, num_samples, params["wte"].dtype)
 
-    def step(carry, pos_u):
+    def step(
+        carry: tuple[jax.Array, Cache, jax.Array], pos_u: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, Cache, jax.Array], jax.Array]:
         token_N, cache, done_N = carry
         pos, u_N = pos_u
         logits_NxV, cache = forward_step(params, token_N, pos, cache, config)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, cast
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.corpus.documents import encode_docs
@@ -41,6 +42,7 @@ from microgpt_jax.errors import UserError
 from microgpt_jax.model.dtypes import float_dtype
 from microgpt_jax.model.init import init_params
 from microgpt_jax.model.loss import nll_sum
+from microgpt_jax.model.types import Params
 from microgpt_jax.runtime import devices, distributed
 from microgpt_jax.runtime.devices import MEMBER_AXIS as AXIS
 from microgpt_jax.runtime.xla_options import YNN_MATMULS_ONLY, jit_with_cpu_options
@@ -118,13 +120,21 @@ _to_host = distributed.to_host  # the whole value of a global array on this host
 
 
 @cache
-def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh):
+def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh) -> Callable:
     """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
     On CPU only the matmuls go to YNNPACK (see xla_options): 1.2x the member-steps per second."""
     step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
     vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
 
-    def program(params, opt_state, hparams, tokens_NxT1, n_N, start, end):
+    def program(
+        params: Params,
+        opt_state: Any,
+        hparams: dict[str, jax.Array],
+        tokens_NxT1: jax.Array,
+        n_N: jax.Array,
+        start: jax.Array,
+        end: jax.Array,
+    ) -> tuple[Params, Any, jax.Array]:
         _TRACES["train"] += 1  # a Python side effect: runs once per trace, i.e. per compile
         return vmapped(params, opt_state, hparams, tokens_NxT1, n_N, start, end)
 
@@ -134,21 +144,21 @@ def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: in
 
 
 @cache
-def _eval_program(config: GPTConfig, mesh: Mesh):
+def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable:
     """Jitted (sum of NLL, token count) per member over one batch of documents.
 
     Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
     per sweep and this is the very program ``train.evaluate`` runs. (An earlier one-hot form of the NLL was
     miscompiled under vmap on CPU, XLA in jax 0.10.2; loss.py now selects the target instead.)"""
 
-    def per_device(params, tokens_NxT1, n_N):
+    def per_device(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jax.lax.map(lambda p: nll_sum(p, tokens_NxT1, n_N, config), params)
 
     m, r = P(AXIS), P()
     return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(m, r, r), out_specs=(m, m), check_vma=False))
 
 
-def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype: Any) -> dict[str, np.ndarray]:
+def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype: DTypeLike) -> dict[str, np.ndarray]:
     """Stacked initial params, member i's ``init_params(jax.random.key(seed_i), config, init_std_i, ...)``, made
     one member at a time exactly as ``train`` makes them (a vmapped init compiles far slower than it runs)."""
     trees = [init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype) for tc in train_configs]
@@ -156,15 +166,17 @@ def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype:
 
 
 @cache
-def _init_opt_program(recipe: Recipe):
+def _init_opt_program(recipe: Recipe) -> Callable:
     return jax.jit(jax.vmap(partial(init_opt_state, recipe)))
 
 
-def _stack(trees: list[Any]) -> Any:
+def _stack(trees: Sequence[Mapping[str, ArrayLike]]) -> dict[str, np.ndarray]:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def _evaluate_members(params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, mesh: Mesh, batch: int):
+def _evaluate_members(
+    params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, mesh: Mesh, batch: int
+) -> np.ndarray:
     """Held-out mean NLL per member (as ``train.evaluate``: fixed-size padded batches, sums in float64)."""
     M = jax.tree.leaves(params)[0].shape[0]
     if len(n_N) == 0:

@@ -98,10 +98,10 @@ def _choice(names: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def _list_of(convert: Callable[[str], Any]) -> Callable[[str], list]:
+def _list_of(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     """argparse type: a comma-separated list, each item checked by ``convert``."""
 
-    def parse(text: str) -> list:
+    def parse(text: str) -> list[Any]:
         items = [x.strip() for x in text.split(",")]
         if not all(items):
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")

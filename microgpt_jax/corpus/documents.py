@@ -52,14 +52,14 @@ def parse_docs(raw: bytes, source: str = "data") -> list[str]:
     return [text for _, text in parse_lines(raw, source)]
 
 
-def load_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+def load_lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
     """A corpus file's documents (non-empty stripped lines) with their line numbers; a regular file of at most
     ``files.MAX_CORPUS_BYTES``."""
     raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file, one document per line, with --data PATH")
     return parse_lines(raw, str(path))
 
 
-def load_docs(path: str | os.PathLike) -> list[str]:
+def load_docs(path: str | os.PathLike[str]) -> list[str]:
     """Read a corpus file into its list of documents (non-empty stripped lines)."""
     return [text for _, text in load_lines(path)]
 

@@ -15,8 +15,10 @@ from microgpt_jax.model.dtypes import default_float
 from microgpt_jax.model.registry import get, param_shapes
 from microgpt_jax.model.types import Params
 
+Shapes = tuple[tuple[str, tuple[int, ...]], ...]  # param_shapes(config).items(), hashable (a static argument)
 
-def _scaled(draws: list[jax.Array], std: jax.Array, shapes: tuple, zero_out: bool, dtype: jnp.dtype) -> Params:
+
+def _scaled(draws: list[jax.Array], std: jax.Array, shapes: Shapes, zero_out: bool, dtype: jnp.dtype) -> Params:
     """The state_dict from each matrix's flat N(0, 1) draw, slices of draws made behind an optimization barrier.
 
     The barrier keeps XLA from fusing the scaling into the draw (the same bits as drawing, then scaling), and
@@ -31,7 +33,7 @@ def _scaled(draws: list[jax.Array], std: jax.Array, shapes: tuple, zero_out: boo
 
 
 @partial(jax.jit, static_argnames=("shapes", "zero_out", "dtype"))
-def _init(key: jax.Array, std: jax.Array, *, shapes: tuple, zero_out: bool, dtype: jnp.dtype) -> Params:
+def _init(key: jax.Array, std: jax.Array, *, shapes: Shapes, zero_out: bool, dtype: jnp.dtype) -> Params:
     # One compiled program for every matrix, the key made inside it when given a seed (as jax.random.key(seed)):
     # eager op-by-op init compiled a small program per matrix and per key operation.
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0:
@@ -71,7 +73,7 @@ def _scaled_normal(bits: jax.Array, std: jax.Array, *, dtype: jnp.dtype) -> jax.
     return std * jax.lax.optimization_barrier(_normal_from_bits(bits, dtype))
 
 
-def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, dtype: jnp.dtype) -> Params | None:
+def _init_from_seed(seed: int, shapes: Shapes, std: np.ndarray, zero_out: bool, dtype: jnp.dtype) -> Params | None:
     """``init_params(jax.random.key(seed), ...)`` with the keys and random bits made on the host, the normal
     draw and scaling in one small program, the matrices cut from its flat result on the host; None where JAX's
     PRNG or the dtype is not the one ``threefry`` computes."""

@@ -64,7 +64,7 @@ class _Init:
     tokenizer: Tokenizer | None
 
 
-def _read_init(init: str | os.PathLike) -> _Init:
+def _read_init(init: str | os.PathLike[str]) -> _Init:
     """Read ``init``: a parameter file, or a finished run directory (its params.safetensors)."""
     given = Path(init)
     run_dir = None
@@ -167,14 +167,14 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: RunGuard
 
 
 def train_run(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     model: GPTConfig | None = None,
     train: TrainConfig = TrainConfig(),
     data: DataConfig = DataConfig(),
     run: RunConfig = RunConfig(),
     sample: SampleConfig = SampleConfig(),
     *,
-    init: str | os.PathLike | None = None,
+    init: str | os.PathLike[str] | None = None,
     step: int | None = None,
     overwrite: bool = False,
     verbose: bool = True,
@@ -207,13 +207,13 @@ def train_run(
 
 
 def _prepare_and_train(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     model: GPTConfig | None,
     train: TrainConfig,
     data: DataConfig,
     run: RunConfig,
     sample: SampleConfig,
-    init: str | os.PathLike | None,
+    init: str | os.PathLike[str] | None,
     step: int | None,
     overwrite: bool,
     log: Log,

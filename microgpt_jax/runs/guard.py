@@ -39,7 +39,7 @@ def _describe(tokenizer: Tokenizer | None) -> str:
     return f"{tokenizer.kind} vocabulary of {len(tokenizer.vocab)} ({head!r}{more})"
 
 
-def truncate_metrics(run_dir: str | os.PathLike, step: int, steps: int) -> None:
+def truncate_metrics(run_dir: str | os.PathLike[str], step: int, steps: int) -> None:
     """Rewrite ``metrics.jsonl`` (atomically) to what the run had written when it reached ``step``: loss lines
     of steps < ``step`` and val_loss lines up to ``step`` (the end-of-run one excepted), so that the resumed run
     appends each later step exactly once."""
@@ -71,7 +71,7 @@ class RunGuard:
 
     def __init__(
         self,
-        run_dir: str | os.PathLike,
+        run_dir: str | os.PathLike[str],
         config: GPTConfig,
         train_config: TrainConfig,
         tokenizer: Tokenizer | str,
@@ -198,7 +198,7 @@ class RunGuard:
 
 
 def resume_state(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     config: GPTConfig,
     train_config: TrainConfig,
     tokenizer: Tokenizer | str,
@@ -223,7 +223,7 @@ def resume_state(
     return ckpt
 
 
-def unfinished_run_hint(run_dir: str | os.PathLike) -> None:
+def unfinished_run_hint(run_dir: str | os.PathLike[str]) -> None:
     """For ``sample``/``export --run`` of a run that stopped before writing params.safetensors: raise a UserError
     saying how to finish it or where its checkpoint's parameters are; do nothing otherwise."""
     run_dir = Path(run_dir)
@@ -241,7 +241,7 @@ def unfinished_run_hint(run_dir: str | os.PathLike) -> None:
 
 
 def load_checkpoint(
-    run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, tokenizer: Tokenizer | str
+    run_dir: str | os.PathLike[str], config: GPTConfig, train_config: TrainConfig, tokenizer: Tokenizer | str
 ) -> Checkpoint:
     """Read and verify ``run_dir/checkpoint/``: file hashes, shapes against ``config``, the tokenizer, and the
     optimizer state's structure against a fresh ``init_opt_state``. Arrays come back as jax arrays in the

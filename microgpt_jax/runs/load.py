@@ -32,7 +32,9 @@ def on_device(params: Mapping[str, ArrayLike], dtype: DTypeLike) -> Params:
     return jax.device_put({k: np.asarray(v, dtype) for k, v in params.items()})
 
 
-def sample_names(params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int) -> list[str]:
+def sample_names(
+    params: Mapping[str, jax.Array | np.ndarray], config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int
+) -> list[str]:
     from microgpt_jax.training.sampling import sample
 
     key = sample_key(seed if sc.seed is None else sc.seed)
@@ -74,7 +76,7 @@ class LoadedModel:
     source: str
 
 
-def load_run(run_dir: str | os.PathLike) -> LoadedModel:
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedModel:
     """The finished run in ``run_dir``: its final parameters with their config and tokenizer. An unfinished,
     failed or mixed directory is refused with what to do about it."""
     run_dir = Path(run_dir)
@@ -111,7 +113,7 @@ def _metric_lines(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def load_model_file(path: str | os.PathLike) -> LoadedModel:
+def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
     """A self-describing parameter file (``export``'s, or a run's params.safetensors) with its config and
     tokenizer (files written before the word tokenizer, whose vocabulary is a string of characters, too)."""
     params, meta = load_params(path)

@@ -19,6 +19,7 @@ from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model import registry
 from microgpt_jax.model.dtypes import precision
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.guard import RunGuard
 from microgpt_jax.runs.load import sample_names, sampling_label
@@ -113,7 +114,7 @@ def train_loop(
     rd: rundir.RunDir,
     spec: RunSpec,
     corpus: Corpus,
-    params: dict,
+    params: Params,
     opt_state: Any,
     start: int,
     n_dev: int,
@@ -228,7 +229,7 @@ class _CompileAhead:
     it only looks the programs up. ``wait()`` before the first evaluation or sample. Best effort: an error here
     is left for the real call to raise."""
 
-    def __init__(self, params: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+    def __init__(self, params: Params, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
         import threading
 
         specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
@@ -244,7 +245,9 @@ class _CompileAhead:
             self._thread.start()
 
     @staticmethod
-    def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig, x64: bool) -> None:
+    def _compile(
+        specs: dict[str, jax.ShapeDtypeStruct], config: GPTConfig, n_val: int, sc: SampleConfig, x64: bool
+    ) -> None:
         from microgpt_jax.training.evaluation import compile_evaluate
         from microgpt_jax.training.sampling import compile_sample_tokens
 

@@ -71,7 +71,7 @@ def open_run_dir(open_it: Any, out: Path) -> rundir.RunDir:
     return rd if rd is not None else rundir.RunDir(out, out, [])
 
 
-def read_spec(run_dir: str | os.PathLike) -> RunSpec:
+def read_spec(run_dir: str | os.PathLike[str]) -> RunSpec:
     """``RunSpec.read(run_dir)``; in a multi-process job process 0 reads config.json (the run directory is on
     its disk) and hands the text to the others, and every process gets the same spec or the same error."""
     if distributed.count() == 1:

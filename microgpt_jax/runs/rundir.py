@@ -172,7 +172,7 @@ def remove_run(path: Path) -> None:
         path.rmdir()
 
 
-def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_target(out: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """``out`` as a path, if a fresh run may be written there (the module's rules); else the UserError saying
     why. Cheap: callers run it before reading a corpus, and ``create`` again under the lock."""
     if not str(out).strip():  # Path("") is the current directory
@@ -184,7 +184,7 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     return target
 
 
-def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
+def create(out: str | os.PathLike[str], overwrite: bool = False) -> RunDir:
     """Open ``out`` for a fresh run (see the module's rules); every refusal comes before anything is written
     but the directory and its lock, which are removed again when the run may not go there."""
     target = check_target(out, overwrite)
@@ -213,7 +213,7 @@ def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
     return RunDir(target, path, locks, replaces)
 
 
-def open_existing(run_dir: str | os.PathLike) -> RunDir:
+def open_existing(run_dir: str | os.PathLike[str]) -> RunDir:
     """Open an unfinished run's directory for ``--resume``, under the writer lock."""
     path = Path(run_dir)
     if not path.is_dir():

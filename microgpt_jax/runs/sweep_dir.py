@@ -91,7 +91,7 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
     import matplotlib.pyplot as plt
 
     others = [k for k in varying if k != "lr"]
-    lines: dict[tuple, list[tuple[float, float]]] = {}
+    lines: dict[tuple[object, ...], list[tuple[float, float]]] = {}
     for r in rows:
         lines.setdefault(tuple(r[k] for k in others), []).append((r["lr"], r["val_loss"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -115,7 +115,7 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
 
 
 def sweep_run(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     members: list[Member],
     corpus: Corpus,
     data: DataConfig,

@@ -33,7 +33,7 @@ O2 = {"xla_backend_optimization_level": 2}  # LLVM -O2 for XLA:CPU's kernels (it
 FAST_COMPILE = {**O2, "xla_cpu_use_fusion_emitters": False}  # and the older emitters: a short run's training
 
 
-def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: Any) -> Callable:
+def jit_with_cpu_options(fn: Callable[..., Any], options: dict[str, Any], **jit_kwargs: Any) -> Callable[..., Any]:
     """``jax.jit(fn, **jit_kwargs)``, compiled with the XLA:CPU ``options`` when running on a CPU; on other
     backends, or once this jaxlib has rejected an option, the plain jitted function."""
     tuned, plain = jax.jit(fn, compiler_options=options, **jit_kwargs), jax.jit(fn, **jit_kwargs)

@@ -90,7 +90,7 @@ def opt_state_from_arrays(arrays: dict[str, np.ndarray], template: Any, source: 
 
 
 def save_checkpoint(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     step: int,
     params: Mapping[str, ArrayLike],
     opt_state: Any,
@@ -129,7 +129,7 @@ def save_checkpoint(
     return ck / MANIFEST
 
 
-def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The checkpoint manifest of a run directory, or None when it has none."""
     path = Path(run_dir) / CKPT_DIR / MANIFEST
     if not path.is_file():

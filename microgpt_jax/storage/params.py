@@ -57,7 +57,7 @@ _PARSE_ERRORS = (
 )
 
 
-def format_of(path: str | os.PathLike) -> str:
+def format_of(path: str | os.PathLike[str]) -> str:
     """The file format named by the path's suffix."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -118,7 +118,7 @@ def params_to_bytes(
 
 
 def save_params(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     params: Mapping[str, ArrayLike],
     config: GPTConfig | None = None,
     tokenizer: Tokenizer | str | None = None,
@@ -227,7 +227,9 @@ def _read_npz(raw: bytes) -> tuple[dict[str, np.ndarray], Any]:
     return arrays, meta
 
 
-def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, np.ndarray], dict]:
+def params_from_bytes(
+    raw: bytes, fmt: str, path: str | os.PathLike[str] = "<bytes>"
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Parse a parameter file's bytes into (state_dict of numpy arrays, metadata dict).
 
     Metadata may hold ``config`` (GPTConfig), ``tokenizer`` (Tokenizer) and ``dtype``; when the file carries its config,
@@ -276,7 +278,7 @@ def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>")
     return params, meta
 
 
-def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+def load_params(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load a state_dict saved by ``save_params`` (or a microgpt-style JSON state_dict) by suffix.
 
     Returns (params, meta); meta may hold ``config``, ``tokenizer`` and ``dtype``.

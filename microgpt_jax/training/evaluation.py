@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 import jax
 import numpy as np
@@ -38,7 +37,9 @@ def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iter
         yield toks, n
 
 
-def compile_evaluate(params: Any, n_docs: int, config: GPTConfig, batch: int = 1024) -> None:
+def compile_evaluate(
+    params: Mapping[str, jax.Array | jax.ShapeDtypeStruct], n_docs: int, config: GPTConfig, batch: int = 1024
+) -> None:
     """Compile the program ``evaluate`` runs on ``n_docs`` documents with parameters like ``params`` (arrays or
     jax.ShapeDtypeStruct), without running it: ``evaluate`` then finds it compiled."""
     if n_docs:

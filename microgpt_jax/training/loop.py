@@ -211,7 +211,7 @@ def step_work(batch_size: int, config: GPTConfig) -> int:
     return batch_size * config.block_size * config.n_layer * config.n_embd**2
 
 
-def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable, str]:
+def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable[..., Any], str]:
     """The training program ``train`` runs and its name in the executables store (xla_options says why): small
     steps at LLVM -O2 (faster to compile, and as fast or faster to run), and for a short run of them (the
     default run: 1,000 steps of 4,096, the time a step loses is a small part of the ~0.6 s of compile saved)

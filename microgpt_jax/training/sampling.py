@@ -147,7 +147,9 @@ QUICK_SAMPLES = 1024  # up to this many rows per call, sampling's program is com
 
 
 @functools.cache
-def _sampler(config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0, quick: bool = False) -> Callable:
+def _sampler(
+    config: GPTConfig, mesh: Mesh | None, top_k: int = 0, top_p: float = 1.0, quick: bool = False
+) -> Callable[..., jax.Array]:
     """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
     its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
     off and LLVM -O2 on CPU; ``quick`` (a few rows: the names a run prints) also with XLA's quicker-compiling
@@ -229,7 +231,12 @@ def sample_tokens(
 
 
 def compile_sample_tokens(
-    params: dict[str, jax.Array], *, config: GPTConfig, num_samples: int, top_k: int = 0, top_p: float = 1.0
+    params: Mapping[str, jax.Array | jax.ShapeDtypeStruct],
+    *,
+    config: GPTConfig,
+    num_samples: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> bool:
     """Compile the program ``sample_tokens`` runs for ``num_samples`` samples on one device with parameters like
     ``params`` (arrays or jax.ShapeDtypeStruct), without running it; False (nothing done) where the samples
@@ -258,7 +265,7 @@ def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:
 
 
 def sample(
-    params: dict[str, jax.Array],
+    params: Mapping[str, jax.Array | np.ndarray],
     config: GPTConfig,
     tokenizer: Tokenizer,
     key: jax.Array,

@@ -120,7 +120,7 @@ _to_host = distributed.to_host  # the whole value of a global array on this host
 
 
 @cache
-def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh) -> Callable:
+def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh) -> Callable[..., Any]:
     """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
     On CPU only the matmuls go to YNNPACK (see xla_options): 1.2x the member-steps per second."""
     step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
@@ -144,7 +144,7 @@ def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: in
 
 
 @cache
-def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable:
+def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable[..., Any]:
     """Jitted (sum of NLL, token count) per member over one batch of documents.
 
     Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
@@ -166,7 +166,7 @@ def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype:
 
 
 @cache
-def _init_opt_program(recipe: Recipe) -> Callable:
+def _init_opt_program(recipe: Recipe) -> Callable[..., Any]:
     return jax.jit(jax.vmap(partial(init_opt_state, recipe)))
 
 
@@ -221,7 +221,7 @@ def group_recipe(members: Sequence[Member]) -> Recipe:
 def member_groups(members: list[Member]) -> list[list[Member]]:
     """Members split into passes: same shapes, optimizer, schedule, batch size and step count (warm-up, weight
     decay and dropout on or off share a pass: ``group_recipe``); first-seen order."""
-    groups: dict[tuple, list[Member]] = {}
+    groups: dict[tuple[object, ...], list[Member]] = {}
     for m in members:
         t = m.train
         key = (m.config, t.optimizer, t.schedule, t.batch_size, t.x64, t.init_zero_out, t.steps)
@@ -253,7 +253,7 @@ def run_sweep(
     if members and members[0].config.model != "gpt":
         raise UserError("sweep trains the gpt model only: drop --model")
     chunk = max(1, min(chunk, max(m.train.steps for m in members))) if members else chunk
-    encoded: dict[int, tuple] = {}
+    encoded: dict[int, tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
     rows: list[dict[str, Any] | None] = [None] * len(members)
     losses_out: list[np.ndarray | None] = [None] * len(members)
     params_out: list[Any] = [None] * len(members)

@@ -8,7 +8,8 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from microgpt_jax.storage.checkpoint import (
     sha256_hex,
 )
 from microgpt_jax.storage.params import check_params, load_params
+
+if TYPE_CHECKING:
+    from microgpt_jax.training.loop import ChunkReport
 
 
 def _describe(tokenizer: Tokenizer | None) -> str:
@@ -100,7 +104,7 @@ class RunGuard:
         """The steps at which a chunk must end for a checkpoint."""
         return tuple(range(self.ckpt_every, self.tc.steps, self.ckpt_every)) if self.ckpt_every else ()
 
-    def finite(self, report: Any) -> tuple[np.ndarray, int | None]:
+    def finite(self, report: ChunkReport) -> tuple[np.ndarray, int | None]:
         """(the losses before the first non-finite one, the step of that one or None)."""
         losses = np.asarray(report.losses)
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -144,12 +148,12 @@ class RunGuard:
             save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.tokenizer, info)
         self.last_ckpt = step
 
-    def will_write(self, report: Any) -> bool:
+    def will_write(self, report: ChunkReport) -> bool:
         """Whether ``after_chunk(report)`` writes a checkpoint."""
         due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
         return (due or self.signum is not None) and self.last_ckpt != report.end
 
-    def after_chunk(self, report: Any) -> bool:
+    def after_chunk(self, report: ChunkReport) -> bool:
         """Checkpoint if due (every ``ckpt_every`` steps, or a signal came); True means stop here."""
         due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
         if self.signum is not None and self.stopped_at is None and self.lead:
@@ -173,7 +177,7 @@ class RunGuard:
             f"{self.run_dir / CKPT_DIR}; resume with: microgpt-jax train --resume {self.run_dir}"
         )
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         # only set the flag (printing here could re-enter a print the signal interrupted)
         self.received = signum
         if not self.agreeing:

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -28,6 +28,9 @@ from microgpt_jax.runs.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
 from microgpt_jax.runs.spec import RunSpec
 from microgpt_jax.runtime import devices, distributed
 from microgpt_jax.storage.params import save_params
+
+if TYPE_CHECKING:
+    from microgpt_jax.training.loop import ChunkReport
 
 LOSS_WINDOW = 100  # the progress bar's running mean covers the last N steps
 
@@ -153,7 +156,7 @@ def train_loop(
     bar = tqdm(total=tc.steps, initial=start, unit="step", disable=None if log.verbose else True, leave=False)
     log.bar = None if bar.disable else bar
 
-    def on_chunk(report: Any) -> bool:
+    def on_chunk(report: ChunkReport) -> bool:
         losses, bad_step = guard.finite(report)  # a NaN/inf loss ends the metrics and the run there
         lines: list[dict[str, Any]] = [{"step": report.start + i, "loss": float(x)} for i, x in enumerate(losses)]
         due = rc.eval_every and report.end % rc.eval_every == 0 and report.end < tc.steps and len(val_n)

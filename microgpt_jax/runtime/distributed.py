@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from microgpt_jax.errors import UserError
+
+if TYPE_CHECKING:
+    import jax
+    from jax.sharding import Sharding
 
 MESSAGE_BYTES = 2048  # an error message's room in ``agree`` (longer ones are cut)
 ENV_AUTO = "MICROGPT_JAX_DISTRIBUTED"  # "auto": jax.distributed.initialize() with no arguments (SLURM, TPU pods)
@@ -157,7 +162,7 @@ def check_together(error: BaseException | None) -> None:
         raise failure
 
 
-def to_host(x: Any) -> np.ndarray:
+def to_host(x: ArrayLike) -> np.ndarray:
     """The whole value of a (possibly multi-process) array on this process."""
     if getattr(x, "is_fully_addressable", True) or getattr(x, "is_fully_replicated", False):
         return np.asarray(x)
@@ -166,7 +171,7 @@ def to_host(x: Any) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def put(x: Any, sharding: Any) -> Any:
+def put(x: ArrayLike, sharding: Sharding) -> jax.Array:
     """A global array of ``sharding`` from a host value that is the same on every process (each process fills
     its own devices' shards; one with none still names the dtype)."""
     import jax

@@ -57,6 +57,8 @@ def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: G
     total, count = 0.0, 0
     leaf = jax.tree.leaves(params)[0]
     spread = isinstance(leaf, jax.Array) and not leaf.is_fully_addressable  # params on a multi-process mesh
+    toks: np.ndarray | jax.Array
+    n: np.ndarray | jax.Array
     for toks, n in padded_batches(tokens_NxT1, n_N, batch):
         toks, n = toks.astype(np.int32, copy=False), n.astype(np.int32, copy=False)  # one program for any dtype
         if spread:  # the documents beside the params, on every process's devices

@@ -45,7 +45,7 @@ def _field(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-def _whole(cls_name: str, name: str, value: Any, minimum: int) -> None:
+def _whole(cls_name: str, name: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UserError(f"{cls_name}: {name} must be a whole number >= {minimum}, got {value!r}")
 
@@ -53,7 +53,7 @@ def _whole(cls_name: str, name: str, value: Any, minimum: int) -> None:
 MAX_SEED = 2**32 - 1  # jax.random.key(seed) keeps 32 bits: larger seeds would repeat smaller ones' keys
 
 
-def _check_seed(name: str, value: Any) -> None:
+def _check_seed(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
         raise UserError(
             f"{name} must be a whole number from 0 to {MAX_SEED} (each gives its own PRNG key), got {value!r}"

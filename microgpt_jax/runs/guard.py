@@ -18,6 +18,7 @@ from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import atomic_write_text
 from microgpt_jax.model.dtypes import float_dtype
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs.spec import InitSource
 from microgpt_jax.storage.checkpoint import (
     CKPT_DIR,
@@ -130,7 +131,7 @@ class RunGuard:
             f"lower --lr and train again ({kept}; metrics.jsonl holds the steps before it)"
         )
 
-    def write(self, step: int, params: Any, opt_state: Any) -> None:
+    def write(self, step: int, params: Params, opt_state: Any) -> None:
         """Write the checkpoint of ``step`` (only the lead process writes; the others note the step)."""
         import jax
 

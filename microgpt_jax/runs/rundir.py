@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from microgpt_jax.config import TRAIN_ADDED_LATER
 from microgpt_jax.errors import UserError
@@ -238,7 +238,7 @@ class Metrics:
 
     def __init__(self, path: Path, append: bool, enabled: bool = True) -> None:
         self.path = path
-        self.file: Any = None
+        self.file: BinaryIO | None = None
         if not enabled:  # a process of a multi-process job other than 0: writes nothing, syncs nothing
             return
         try:

@@ -34,7 +34,7 @@ class InitSource:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, obj: Any) -> InitSource | None:
+    def from_json(cls, obj: object) -> InitSource | None:
         """config.json's ``init``: null, an object, or (version 2) the path as a string."""
         if obj is None:
             return None

@@ -38,7 +38,7 @@ FORMAT = b"microgpt-jax executable 1\n"
 MAX_ENTRY_BYTES = 256 << 20  # an entry larger than this is not read (microgpt's programs are under a few MB)
 
 _state: dict[str, Any] = {"dir": None, "fingerprint": None, "listening": False}
-_memory: dict[tuple[object, ...], Any] = {}  # this process's executables by (name, statics, avals)
+_memory: dict[tuple[object, ...], jax.stages.Compiled] = {}  # this process's executables by (name, statics, avals)
 _unverified: dict[
     int, tuple[tuple[object, ...], Path]
 ] = {}  # executables read from disk not yet called: id -> (key, path)
@@ -256,7 +256,7 @@ def _cpu_features() -> str:
 
 def _compile_fresh(
     program: Callable[..., Any], args: tuple[Any, ...], static: dict[str, Any], after_lower: Callable[[], None] | None
-) -> Any:
+) -> jax.stages.Compiled:
     """``_compile`` with this thread's programs kept out of JAX's persistent cache (a compile-time floor no
     compile reaches), so it never holds, and never serves, a program of the store's."""
     from jax._src import config as jax_config
@@ -273,7 +273,7 @@ def _compile(
     args: tuple[Any, ...],
     static: dict[str, Any],
     after_lower: Callable[[], None] | None = None,
-) -> Any:
+) -> jax.stages.Compiled:
     compile_ahead = getattr(program, "compile_ahead", None)
     if compile_ahead is not None:  # xla_options.jit_with_cpu_options: its options, or the plain program
         return compile_ahead(*args, after_lower=after_lower, **static)
@@ -283,7 +283,7 @@ def _compile(
     return lowered.compile()
 
 
-def _read(path: Path, digest: str) -> Any:
+def _read(path: Path, digest: str) -> jax.stages.Compiled | None:
     """The executable in ``path``, or None: missing, too large, written for another key, or not loadable."""
     from jax.experimental import serialize_executable
 
@@ -305,7 +305,7 @@ def _read(path: Path, digest: str) -> Any:
         return None
 
 
-def _write(path: Path, digest: str, compiled: Any) -> None:
+def _write(path: Path, digest: str, compiled: jax.stages.Compiled) -> None:
     """Keep ``compiled`` in ``path`` (a temporary file renamed into place); nothing on any failure."""
     from jax.experimental import serialize_executable
 

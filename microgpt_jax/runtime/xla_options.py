@@ -52,12 +52,12 @@ def jit_with_cpu_options(fn: Callable[..., Any], options: dict[str, Any], **jit_
     def call(*args: Any, **kwargs: Any) -> Any:
         return run(lambda f: f(*args, **kwargs))
 
-    def compile_ahead(*args: Any, after_lower: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+    def compile_ahead(*args: Any, after_lower: Callable[[], None] | None = None, **kwargs: Any) -> jax.stages.Compiled:
         """Compile the program a call with arguments like these (arrays or jax.ShapeDtypeStruct) would run; the
         call then finds it compiled. ``after_lower`` is called between tracing and XLA's compile (perhaps twice,
         where this jaxlib rejects an option and the plain program is lowered again)."""
 
-        def lower_and_compile(f: jax.stages.Wrapped) -> Any:
+        def lower_and_compile(f: jax.stages.Wrapped) -> jax.stages.Compiled:
             lowered = f.lower(*args, **kwargs)
             if after_lower is not None:
                 after_lower()

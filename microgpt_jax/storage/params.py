@@ -167,7 +167,7 @@ def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
     return out
 
 
-def _json_matrix(name: str, value: Any, path: Path) -> np.ndarray:
+def _json_matrix(name: str, value: object, path: Path) -> np.ndarray:
     if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
         raise UserError(f"{path}: {name!r} is not a list of rows of numbers: use the {{name: [[...], ...]}} layout")
     width = len(value[0])

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from numpy.typing import DTypeLike
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.errors import UserError
@@ -53,7 +54,7 @@ def recipe_of(train_config: TrainConfig) -> Recipe:
     return Recipe(tc.optimizer, tc.schedule, tc.warmup > 0, tc.weight_decay > 0, tc.dropout > 0)
 
 
-def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, np.ndarray]:
+def hparams_of(train_config: TrainConfig, dtype: DTypeLike) -> dict[str, np.ndarray]:
     """The traced hyperparameters of a recipe, as host scalars of the parameters' dtype (the seed, of dropout's
     keys, a uint32); the compiled programs take them as arguments, and a host value needs no conversion program."""
     tc = train_config

@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.dtypes import float_dtype
 from microgpt_jax.model.init import init_params
@@ -233,7 +234,7 @@ def run_sweep(
     members: list[Member],
     train_docs: Sequence[str],
     val_docs: Sequence[str],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     mesh: Mesh | None = None,
     chunk: int = 100,

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import jax
 import numpy as np
@@ -30,6 +30,8 @@ from microgpt_jax.runtime import devices, distributed
 from microgpt_jax.storage.params import save_params
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from microgpt_jax.training.loop import ChunkReport
 
 LOSS_WINDOW = 100  # the progress bar's running mean covers the last N steps
@@ -58,7 +60,7 @@ class Log:
 
     def __init__(self, verbose: bool) -> None:
         self.verbose = verbose
-        self.bar: Any = None
+        self.bar: tqdm[NoReturn] | None = None
 
     def __call__(self, text: str) -> None:
         if not self.verbose:

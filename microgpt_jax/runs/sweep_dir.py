@@ -66,7 +66,7 @@ def train_command(member: Member, data: DataConfig, out: str = "runs/best") -> s
     return " ".join(parts)
 
 
-def _json_value(v: Any) -> Any:
+def _json_value(v: object) -> object:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 

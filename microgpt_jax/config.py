@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from microgpt_jax.errors import UserError
 
@@ -45,7 +45,7 @@ def _field(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-def _whole(cls_name: str, name: str, value: Any, minimum: int) -> None:
+def _whole(cls_name: str, name: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UserError(f"{cls_name}: {name} must be a whole number >= {minimum}, got {value!r}")
 
@@ -53,14 +53,14 @@ def _whole(cls_name: str, name: str, value: Any, minimum: int) -> None:
 MAX_SEED = 2**32 - 1  # jax.random.key(seed) keeps 32 bits: larger seeds would repeat smaller ones' keys
 
 
-def _check_seed(name: str, value: Any) -> None:
+def _check_seed(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
         raise UserError(
             f"{name} must be a whole number from 0 to {MAX_SEED} (each gives its own PRNG key), got {value!r}"
         )
 
 
-def _real(value: Any) -> bool:
+def _real(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -122,7 +122,7 @@ class TrainConfig(_Config):
     """
 
     optimizer: str = _field("adam", "adam (optax, the original's) or sgd (hand-written)")
-    lr: float | None = _field(None, "peak learning rate, decayed linearly to 0 (adam 0.01, sgd 0.3)")
+    lr: float = _field(None, "peak learning rate, decayed linearly to 0 (adam 0.01, sgd 0.3)")
     steps: int = _field(1000, "training steps")
     batch_size: int = _field(1, "documents per step (step s takes docs s*B .. s*B+B-1)")
     b1: float = _field(0.85, "Adam beta1")
@@ -134,7 +134,7 @@ class TrainConfig(_Config):
     dropout: float = _field(0.0, "GPT only: dropout rate on the embeddings, attention weights and both residual "
                             "branches while training; 0 is off (the original)")  # fmt: skip
     seed: int = _field(42, "PRNG seed of the initial parameters")
-    init_std: float | None = _field(None, "N(0, std) init (0.08; 0.02 with --init-variant early)")
+    init_std: float = _field(None, "N(0, std) init (0.08; 0.02 with --init-variant early)")
     init_zero_out: bool = _field(False, "start attn_wo and mlp_fc2 at zero (microgpt's earlier init)")
     x64: bool = _field(False, "float64 everywhere (the original's Python floats)")
     smoothing: float = _field(1.0, "bigram only: add-k smoothing of the counts")

@@ -34,7 +34,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular(path: str | os.PathLike, limit: int, what: str, fix: str) -> bytes:
+def read_regular(path: str | os.PathLike[str], limit: int, what: str, fix: str) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them.
 
     ``what`` names the file for messages ("data file", "parameter file"); ``fix`` says what to pass instead.
@@ -85,7 +85,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file and rename: readers see the old file or the new, never half.
 
     Any OS failure (no such directory, no permission, disk full) is a UserError and leaves no temp file behind.
@@ -113,7 +113,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """UTF-8 text through ``atomic_write_bytes``."""
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from microgpt_jax.cli.parser import parser
+from microgpt_jax.cli import parser
 from microgpt_jax.cli.program import main
 from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
 from microgpt_jax.corpus.documents import encode_docs

@@ -67,6 +67,7 @@ def train_configs(
 ) -> tuple[GPTConfig | None, TrainConfig, DataConfig, RunConfig, SampleConfig]:
     """The configs of ``train``'s flags: the guide's ``--step`` (if given) with the other flags on top; a flag the
     model does not use is a UserError."""
+    model: GPTConfig | None
     model, train, sample = step_configs(
         given.get("step"),
         model=_pick(given, MODEL_FLAGS),

@@ -47,8 +47,8 @@ PROG = "microgpt-jax"
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line and exit status 2, and no flag may be abbreviated."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, allow_abbrev=False, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}{self._suggestion(message)} (see {self.prog} --help)\n")
@@ -125,10 +125,10 @@ def _choice(names: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def _list_of(convert: Callable[[str], Any]) -> Callable[[str], list]:
+def _list_of(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     """argparse type: a comma-separated list, each item checked by ``convert``."""
 
-    def parse(text: str) -> list:
+    def parse(text: str) -> list[Any]:
         items = [x.strip() for x in text.split(",")]
         if not all(items):
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
@@ -176,7 +176,7 @@ def in_flags(message: str) -> str:
     return _ARGUMENT.sub(lambda m: flag_of(m.group(1)), message)
 
 
-def _add_fields(p: argparse.ArgumentParser, cls: type, names: Sequence[str], *, grid: bool = False) -> None:
+def _add_fields(p: argparse._ActionsContainer, cls: type, names: Sequence[str], *, grid: bool = False) -> None:
     """One flag per config field in ``names``: type from FIELD_TYPES, help and shown default from config.py.
     With ``grid``, each flag takes a comma-separated list (a sweep's axis)."""
     for name, (default, text) in fields_help(cls).items():

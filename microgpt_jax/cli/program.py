@@ -7,7 +7,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TextIO
 
 from microgpt_jax.cli.commands import COMMANDS, own_process_setup
 from microgpt_jax.cli.parser import CLUSTER_FLAGS, build_parser, in_flags
@@ -106,7 +106,12 @@ def _leave_job() -> None:
 
 
 def _one_line_warning(
-    message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
 ) -> None:
     """Warnings as one line each, ``warning: ...``, never the source line or a stack."""
     text = " ".join(str(message).split())

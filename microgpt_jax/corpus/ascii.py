@@ -127,7 +127,7 @@ class AsciiDocs(Sequence[str]):
         return tokens_NxT1, n_N
 
 
-def _narrowest(largest: int) -> type:
+def _narrowest(largest: int) -> type[np.integer]:
     return np.uint8 if largest < 256 else np.uint16 if largest < 65536 else np.int32
 
 

@@ -15,12 +15,15 @@ import itertools
 import os
 import random
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import MAX_CORPUS_BYTES, read_regular
+
+T = TypeVar("T")
 
 
 def parse_lines(raw: bytes, source: str = "data") -> list[tuple[int, str]]:
@@ -44,14 +47,14 @@ def parse_lines(raw: bytes, source: str = "data") -> list[tuple[int, str]]:
     return docs
 
 
-def load_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+def load_lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
     """A corpus file's documents (non-empty stripped lines) with their line numbers; a regular file of at most
     ``files.MAX_CORPUS_BYTES``."""
     raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file with one document per line as `path`")
     return parse_lines(raw, str(path))
 
 
-def load_docs(path: str | os.PathLike) -> list[str]:
+def load_docs(path: str | os.PathLike[str]) -> list[str]:
     """Read a corpus file into its list of documents (non-empty stripped lines)."""
     return [text for _, text in load_lines(path)]
 
@@ -64,7 +67,7 @@ def shuffle_docs(docs: Sequence[str], seed: int | None = 42) -> list[str]:
     return docs
 
 
-def split_docs(docs: Sequence[str], val_size: int = 1000) -> tuple[list[str], list[str]]:
+def split_docs(docs: Sequence[T], val_size: int = 1000) -> tuple[list[T], list[T]]:
     """Hold out the LAST ``val_size`` documents, so training starts on the same documents as the original."""
     if val_size < 0:
         raise UserError(f"`val_size` must be >= 0, got {val_size}")

@@ -15,7 +15,7 @@ NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d
 DATA_ENV = "MICROGPT_JAX_DATA"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -24,7 +24,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def resolve_data_path(data: str | os.PathLike | None = None) -> Path:
+def resolve_data_path(data: str | os.PathLike[str] | None = None) -> Path:
     """The corpus's path, first match wins: ``data``, $MICROGPT_JAX_DATA, the names.txt shipped in the package."""
     if data is not None:
         return Path(data)

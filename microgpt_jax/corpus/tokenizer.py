@@ -128,7 +128,7 @@ class Tokenizer:
         return {"kind": self.kind, "vocab": list(self.vocab)}
 
     @classmethod
-    def from_meta(cls, obj: Any) -> Tokenizer:
+    def from_meta(cls, obj: object) -> Tokenizer:
         """A tokenizer from ``to_meta()``'s form or the legacy one (a plain string of characters, microgpt's
         uchars), read from an untrusted file: anything else is a one-line UserError."""
         if isinstance(obj, str):
@@ -155,14 +155,14 @@ def as_tokenizer(obj: Tokenizer | str | dict[str, Any]) -> Tokenizer:
     return obj if isinstance(obj, Tokenizer) else Tokenizer.from_meta(obj)
 
 
-def _type(obj: Any) -> str:
+def _type(obj: object) -> str:
     """A short name of ``obj``'s JSON type for error messages."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(obj), type(obj).__name__
     )
 
 
-def _check_vocab(vocab: tuple[Any, ...], kind: str, source: str) -> None:
+def _check_vocab(vocab: tuple[object, ...], kind: str, source: str) -> None:
     """Raise a one-line UserError unless ``vocab`` holds distinct strings fit for ``kind``."""
     if len(vocab) > MAX_VOCAB:
         raise UserError(f"bad {source} vocabulary: {len(vocab)} entries, at most {MAX_VOCAB}")

@@ -18,10 +18,12 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.dtypes import default_float
+from microgpt_jax.model.types import Params
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
@@ -42,7 +44,7 @@ def count_bigrams(tokens_NxT1: np.ndarray, n_N: np.ndarray, vocab_size: int) -> 
     return counts_VxV
 
 
-def bigram_params(counts_VxV: np.ndarray, smoothing: float = 1.0, dtype: jnp.dtype | None = None) -> dict:
+def bigram_params(counts_VxV: np.ndarray, smoothing: float = 1.0, dtype: DTypeLike | None = None) -> Params:
     """The state_dict ``{"wte": log P(next | token)}`` of add-``smoothing`` counts, rows normalised."""
     if not (np.isfinite(smoothing) and smoothing > 0):
         raise UserError(f"`smoothing` must be a finite number > 0 (it keeps unseen pairs possible), got {smoothing}")
@@ -58,7 +60,7 @@ def bigram_forward(params: dict[str, jax.Array], tokens_BxT: jax.Array) -> jax.A
 
 
 def online_bigram(
-    tokens_NxT1: jax.Array, n_N: jax.Array, vocab_size: int, steps: int, smoothing: float = 1.0
+    tokens_NxT1: ArrayLike, n_N: ArrayLike, vocab_size: int, steps: int, smoothing: float = 1.0
 ) -> tuple[jax.Array, jax.Array]:
     """Step 0's training loop: ``(losses_S, counts_VxV)`` after counting one document per step.
 

@@ -8,14 +8,17 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import DTypeLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.model.dtypes import default_float
 from microgpt_jax.model.registry import get, param_shapes
 from microgpt_jax.model.types import Params
 
+Shapes = tuple[tuple[str, tuple[int, ...]], ...]  # param_shapes(config).items(), hashable (a static argument)
 
-def _scaled(draws: list[jax.Array], std: jax.Array, shapes: tuple, zero_out: bool, dtype: jnp.dtype) -> Params:
+
+def _scaled(draws: list[jax.Array], std: jax.Array, shapes: Shapes, zero_out: bool, dtype: jnp.dtype) -> Params:
     """The state_dict from each matrix's flat N(0, 1) draw, slices of draws made behind an optimization barrier.
 
     The barrier keeps XLA from fusing the scaling into the draw (the same bits as drawing, then scaling), and
@@ -30,14 +33,14 @@ def _scaled(draws: list[jax.Array], std: jax.Array, shapes: tuple, zero_out: boo
 
 
 @partial(jax.jit, static_argnames=("shapes", "zero_out", "dtype"))
-def _init(key: jax.Array, std: jax.Array, *, shapes: tuple, zero_out: bool, dtype: jnp.dtype) -> Params:
+def _init(key: jax.Array, std: jax.Array, *, shapes: Shapes, zero_out: bool, dtype: jnp.dtype) -> Params:
     # One compiled program for every matrix, the key made inside it when given a seed (as jax.random.key(seed)):
     # eager op-by-op init compiled a small program per matrix and per key operation.
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0:
         key = jax.random.key(key)
     keys = jax.random.split(key, len(shapes))
     sizes = [math.prod(shape) for _, shape in shapes]
-    if jax.config.jax_threefry_partitionable:
+    if jax.config.jax_threefry_partitionable:  # type: ignore[attr-defined]  # a jax option: Config declares none
         # Element i of normal(k, shape) depends only on k and i (the flat index), not on the shape: one vmapped
         # draw of the largest size gives every matrix's numbers as a prefix of its row, with one threefry and one
         # erfinv in the program instead of one per matrix.
@@ -70,14 +73,14 @@ def _scaled_normal(bits: jax.Array, std: jax.Array, *, dtype: jnp.dtype) -> jax.
     return std * jax.lax.optimization_barrier(_normal_from_bits(bits, dtype))
 
 
-def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, dtype: jnp.dtype) -> Params | None:
+def _init_from_seed(seed: int, shapes: Shapes, std: np.ndarray, zero_out: bool, dtype: jnp.dtype) -> Params | None:
     """``init_params(jax.random.key(seed), ...)`` with the keys and random bits made on the host, the normal
     draw and scaling in one small program, the matrices cut from its flat result on the host; None where JAX's
     PRNG or the dtype is not the one ``threefry`` computes."""
     # start-up machinery, not the model: imported only on this path
     from microgpt_jax.runtime import executables, threefry
 
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # a jax option: Config declares none
     if not threefry.usable() or dtype not in (jnp.float32, jnp.float64) or (dtype == jnp.float64 and not x64):
         return None
     sizes = [math.prod(shape) for _, shape in shapes]
@@ -92,11 +95,11 @@ def _init_from_seed(seed: int, shapes: tuple, std: np.ndarray, zero_out: bool, d
 
 
 def init_params(
-    key: jax.Array | int,
+    key: jax.Array | int | np.integer,
     config: GPTConfig,
     std: float = 0.08,
     zero_out: bool = False,
-    dtype: jnp.dtype | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Params:
     """Every matrix N(0, std), one PRNG key per matrix (``jax.random.split(key, n)``) in state_dict order.
 

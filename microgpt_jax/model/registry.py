@@ -56,7 +56,12 @@ def _no_cache(config: GPTConfig, batch: int, dtype: jnp.dtype) -> Cache:
 
 
 def _stateless_step(
-    forward: Callable, params: Params, token_B: jax.Array, pos: jax.Array, cache: Cache, config: GPTConfig
+    forward: Callable[..., jax.Array],
+    params: Params,
+    token_B: jax.Array,
+    pos: jax.Array,
+    cache: Cache,
+    config: GPTConfig,
 ) -> tuple[jax.Array, Cache]:
     return forward(params, token_B[:, None], config)[:, 0], cache
 
@@ -69,7 +74,9 @@ def _mlp_forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig) -> ja
     return mlp.mlp_forward(params, tokens_BxT)
 
 
-def _mlp_analytic(params: Params, tokens_BxT1: jax.Array, n_B: jax.Array, config: GPTConfig):
+def _mlp_analytic(
+    params: Params, tokens_BxT1: jax.Array, n_B: jax.Array, config: GPTConfig
+) -> tuple[jax.Array, Params]:
     return mlp.analytic_value_and_grad(params, tokens_BxT1, n_B)
 
 
@@ -105,7 +112,9 @@ def unused_fields(config: GPTConfig, train: TrainConfig) -> frozenset[str]:
     return unused
 
 
-def analytic_gradient(config: GPTConfig) -> Callable[[Params, jax.Array, jax.Array, GPTConfig], tuple]:
+def analytic_gradient(
+    config: GPTConfig,
+) -> Callable[[Params, jax.Array, jax.Array, GPTConfig], tuple[jax.Array, Params]]:
     """``config.model``'s hand-written ``(params, tokens_BxT1, n_B, config) -> (loss, grads)`` (``train.grad``
     "analytic"): only the MLP has one (Step 1's); for another model it is a UserError."""
     analytic = get(config).analytic_value_and_grad

@@ -30,7 +30,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from microgpt_jax.files import atomic_write_text
 from microgpt_jax.model import registry
 from microgpt_jax.model.dtypes import float_dtype, precision
 from microgpt_jax.model.init import init_params
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.guard import RunGuard, unfinished_run_hint
 from microgpt_jax.runs.load import on_device
@@ -64,7 +64,7 @@ class _Init:
     tokenizer: Tokenizer | None
 
 
-def _read_init(init: str | os.PathLike) -> _Init:
+def _read_init(init: str | os.PathLike[str]) -> _Init:
     """Read ``init``: a parameter file, or a finished run directory (its params.safetensors)."""
     given = Path(init)
     run_dir = None
@@ -96,7 +96,7 @@ def _model_of(model: GPTConfig | None, init: _Init | None, vocab_size: int) -> G
     return init.config
 
 
-def _initial_params(spec: RunSpec, init: _Init | None) -> dict[str, Any]:
+def _initial_params(spec: RunSpec, init: _Init | None) -> Params:
     """Fresh N(0, std) params from the train seed, or the init's state_dict (checked against the config)."""
     tc, config = spec.train, spec.model
     dtype = float_dtype(tc.x64)
@@ -139,8 +139,8 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: RunGuard
     dtype = float_dtype(tc.x64)
     if tc.count == "online":
         t0 = time.perf_counter()
-        losses, counts = online_bigram(train_tokens, train_n, config.vocab_size, tc.steps, tc.smoothing)
-        losses, counts = np.asarray(losses), np.asarray(counts)
+        losses_S, counts_VxV = online_bigram(train_tokens, train_n, config.vocab_size, tc.steps, tc.smoothing)
+        losses, counts = np.asarray(losses_S), np.asarray(counts_VxV)
         how = f"counted online, one document per step, add-{tc.smoothing:g} smoothed"
     else:
         counts = count_bigrams(train_tokens, train_n, config.vocab_size)
@@ -167,14 +167,14 @@ def _count_run(rd: rundir.RunDir, spec: RunSpec, corpus: Corpus, guard: RunGuard
 
 
 def train_run(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     model: GPTConfig | None = None,
     train: TrainConfig = TrainConfig(),
     data: DataConfig = DataConfig(),
     run: RunConfig = RunConfig(),
     sample: SampleConfig = SampleConfig(),
     *,
-    init: str | os.PathLike | None = None,
+    init: str | os.PathLike[str] | None = None,
     step: int | None = None,
     overwrite: bool = False,
     verbose: bool = True,
@@ -207,13 +207,13 @@ def train_run(
 
 
 def _prepare_and_train(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     model: GPTConfig | None,
     train: TrainConfig,
     data: DataConfig,
     run: RunConfig,
     sample: SampleConfig,
-    init: str | os.PathLike | None,
+    init: str | os.PathLike[str] | None,
     step: int | None,
     overwrite: bool,
     log: Log,

@@ -8,7 +8,8 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import atomic_write_text
 from microgpt_jax.model.dtypes import float_dtype
+from microgpt_jax.model.types import Params
+from microgpt_jax.runs.spec import InitSource
 from microgpt_jax.storage.checkpoint import (
     CKPT_DIR,
     MANIFEST,
@@ -28,6 +31,9 @@ from microgpt_jax.storage.checkpoint import (
 )
 from microgpt_jax.storage.params import check_params, load_params
 
+if TYPE_CHECKING:
+    from microgpt_jax.training.loop import ChunkReport
+
 
 def _describe(tokenizer: Tokenizer | None) -> str:
     """A short name of a tokenizer for error messages: kind, size and the first entries."""
@@ -38,7 +44,7 @@ def _describe(tokenizer: Tokenizer | None) -> str:
     return f"{tokenizer.kind} vocabulary of {len(tokenizer.vocab)} ({head!r}{more})"
 
 
-def truncate_metrics(run_dir: str | os.PathLike, step: int, steps: int) -> None:
+def truncate_metrics(run_dir: str | os.PathLike[str], step: int, steps: int) -> None:
     """Rewrite ``metrics.jsonl`` (atomically) to what the run had written when it reached ``step``: loss lines
     of steps < ``step`` and val_loss lines up to ``step`` (the end-of-run one excepted), so that the resumed run
     appends each later step exactly once."""
@@ -70,7 +76,7 @@ class RunGuard:
 
     def __init__(
         self,
-        run_dir: str | os.PathLike,
+        run_dir: str | os.PathLike[str],
         config: GPTConfig,
         train_config: TrainConfig,
         tokenizer: Tokenizer | str,
@@ -78,7 +84,7 @@ class RunGuard:
         data_sha256: str,
         start_step: int = 0,
         extra_info: Callable[[], dict[str, Any]] | None = None,
-        init: str | None = None,
+        init: InitSource | str | None = None,
     ) -> None:
         self.extra_info = extra_info or dict  # more manifest entries, computed when a checkpoint is written
         self.init = init
@@ -99,7 +105,7 @@ class RunGuard:
         """The steps at which a chunk must end for a checkpoint."""
         return tuple(range(self.ckpt_every, self.tc.steps, self.ckpt_every)) if self.ckpt_every else ()
 
-    def finite(self, report: Any) -> tuple[np.ndarray, int | None]:
+    def finite(self, report: ChunkReport) -> tuple[np.ndarray, int | None]:
         """(the losses before the first non-finite one, the step of that one or None)."""
         losses = np.asarray(report.losses)
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -125,7 +131,7 @@ class RunGuard:
             f"lower `lr` and train again ({kept}; metrics.jsonl holds the steps before it)"
         )
 
-    def write(self, step: int, params: Any, opt_state: Any) -> None:
+    def write(self, step: int, params: Params, opt_state: Any) -> None:
         """Write the checkpoint of ``step`` (only the lead process writes; the others note the step)."""
         import jax
 
@@ -143,12 +149,12 @@ class RunGuard:
             save_checkpoint(self.run_dir, step, params, opt_state, self.config, self.tokenizer, info)
         self.last_ckpt = step
 
-    def will_write(self, report: Any) -> bool:
+    def will_write(self, report: ChunkReport) -> bool:
         """Whether ``after_chunk(report)`` writes a checkpoint."""
         due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
         return (due or self.signum is not None) and self.last_ckpt != report.end
 
-    def after_chunk(self, report: Any) -> bool:
+    def after_chunk(self, report: ChunkReport) -> bool:
         """Checkpoint if due (every ``ckpt_every`` steps, or a signal came); True means stop here."""
         due = self.ckpt_every is not None and report.end % self.ckpt_every == 0
         if self.signum is not None and self.stopped_at is None and self.lead:
@@ -172,7 +178,7 @@ class RunGuard:
             f"{self.run_dir / CKPT_DIR}; resume with: microgpt-jax train --resume {self.run_dir}"
         )
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         # only set the flag (printing here could re-enter a print the signal interrupted)
         self.received = signum
         if not self.agreeing:
@@ -197,7 +203,7 @@ class RunGuard:
 
 
 def resume_state(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     config: GPTConfig,
     train_config: TrainConfig,
     tokenizer: Tokenizer | str,
@@ -222,7 +228,7 @@ def resume_state(
     return ckpt
 
 
-def unfinished_run_hint(run_dir: str | os.PathLike) -> None:
+def unfinished_run_hint(run_dir: str | os.PathLike[str]) -> None:
     """For ``sample``/``export --run`` of a run that stopped before writing params.safetensors: raise a UserError
     saying how to finish it or where its checkpoint's parameters are; do nothing otherwise."""
     run_dir = Path(run_dir)
@@ -240,7 +246,7 @@ def unfinished_run_hint(run_dir: str | os.PathLike) -> None:
 
 
 def load_checkpoint(
-    run_dir: str | os.PathLike, config: GPTConfig, train_config: TrainConfig, tokenizer: Tokenizer | str
+    run_dir: str | os.PathLike[str], config: GPTConfig, train_config: TrainConfig, tokenizer: Tokenizer | str
 ) -> Checkpoint:
     """Read and verify ``run_dir/checkpoint/``: file hashes, shapes against ``config``, the tokenizer, and the
     optimizer state's structure against a fresh ``init_opt_state``. Arrays come back as jax arrays in the
@@ -271,8 +277,8 @@ def load_checkpoint(
             ) from None
         if sha256_hex(raw[key]) != manifest.get("sha256", {}).get(name):
             raise UserError(f"checkpoint file {ck / name} does not match its SHA-256 in {MANIFEST}: it was changed")
-    params, meta = load_params(ck / manifest["params"])
-    check_params(params, config, source=str(ck / manifest["params"]))
+    host_params, meta = load_params(ck / manifest["params"])
+    check_params(host_params, config, source=str(ck / manifest["params"]))
     tokenizer = as_tokenizer(tokenizer)
     if meta.get("tokenizer") != tokenizer:
         got = meta.get("tokenizer")
@@ -281,7 +287,7 @@ def load_checkpoint(
             "the checkpoint is from another run"
         )
     dtype = float_dtype(train_config.x64)
-    params = {k: jnp.asarray(params[k], dtype) for k in params}
+    params = {k: jnp.asarray(host_params[k], dtype) for k in host_params}
     try:
         opt_arrays = load(raw["opt_state"])
     except (SafetensorError, ValueError, KeyError) as e:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig, SampleConfig, TrainConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.dtypes import float_dtype, precision
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.guard import unfinished_run_hint
 from microgpt_jax.runs.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
@@ -23,14 +26,19 @@ from microgpt_jax.runtime import threefry
 from microgpt_jax.storage.params import check_params, load_params
 
 
-def on_device(params: dict[str, Any], dtype: Any) -> dict[str, jax.Array]:
+def on_device(params: Mapping[str, ArrayLike], dtype: DTypeLike) -> Params:
     """Host parameters as device arrays of ``dtype``: converted by numpy and copied, as jnp.asarray converts them,
     without its copy program per matrix shape."""
     return jax.device_put({k: np.asarray(v, dtype) for k, v in params.items()})
 
 
 def sample_names(
-    params: dict, config: GPTConfig, tokenizer: Tokenizer, sc: SampleConfig, seed: int, prefix: str = ""
+    params: Mapping[str, jax.Array | np.ndarray],
+    config: GPTConfig,
+    tokenizer: Tokenizer,
+    sc: SampleConfig,
+    seed: int,
+    prefix: str = "",
 ) -> list[str]:
     """``sc.num_samples`` documents drawn as ``sc`` says, each continuing ``prefix``; ``sc.seed`` None: ``seed``."""
     from microgpt_jax.training.sampling import sample
@@ -44,8 +52,8 @@ def sample_key(seed: int) -> jax.Array:
     """The key a run's samples are drawn with: ``jax.random.fold_in(jax.random.key(seed), 1)``, computed on the
     host (``threefry``: no key operation to compile) where JAX's PRNG is the one it computes."""
     if threefry.usable():
-        data = threefry.fold_in(threefry.key(seed, bool(jax.config.jax_enable_x64)), 1)
-        return jax.random.wrap_key_data(data)
+        data = threefry.fold_in(threefry.key(seed, bool(jax.config.jax_enable_x64)), 1)  # type: ignore[attr-defined]  # a jax option: Config declares none
+        return jax.random.wrap_key_data(data)  # type: ignore[arg-type]  # jax's stub: numpy key data is taken too
     return _sample_key(np.int64(seed))  # np.int64: as jax.random.key(int) takes it
 
 
@@ -75,7 +83,7 @@ class LoadedModel:
     source: str
 
 
-def load_run(run_dir: str | os.PathLike) -> LoadedModel:
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedModel:
     """The finished run in ``run_dir``: its final parameters with their config and tokenizer. An unfinished,
     failed or mixed directory is refused with what to do about it."""
     run_dir = Path(run_dir)
@@ -112,7 +120,7 @@ def _metric_lines(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def load_model_file(path: str | os.PathLike) -> LoadedModel:
+def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
     """A self-describing parameter file (``export``'s, or a run's params.safetensors) with its config and
     tokenizer (files written before the word tokenizer, whose vocabulary is a string of characters, too)."""
     params, meta = load_params(path)

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import jax
 import numpy as np
@@ -19,6 +19,7 @@ from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model import registry
 from microgpt_jax.model.dtypes import precision
+from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.guard import RunGuard
 from microgpt_jax.runs.load import sample_names, sampling_label
@@ -27,6 +28,11 @@ from microgpt_jax.runs.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
 from microgpt_jax.runs.spec import RunSpec
 from microgpt_jax.runtime import devices, distributed
 from microgpt_jax.storage.params import save_params
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from microgpt_jax.training.loop import ChunkReport
 
 LOSS_WINDOW = 100  # the progress bar's running mean covers the last N steps
 
@@ -54,7 +60,7 @@ class Log:
 
     def __init__(self, verbose: bool) -> None:
         self.verbose = verbose
-        self.bar: Any = None
+        self.bar: tqdm[NoReturn] | None = None
 
     def __call__(self, text: str) -> None:
         if not self.verbose:
@@ -113,7 +119,7 @@ def train_loop(
     rd: rundir.RunDir,
     spec: RunSpec,
     corpus: Corpus,
-    params: dict,
+    params: Params,
     opt_state: Any,
     start: int,
     n_dev: int,
@@ -152,7 +158,7 @@ def train_loop(
     bar = tqdm(total=tc.steps, initial=start, unit="step", disable=None if log.verbose else True, leave=False)
     log.bar = None if bar.disable else bar
 
-    def on_chunk(report: Any) -> bool:
+    def on_chunk(report: ChunkReport) -> bool:
         losses, bad_step = guard.finite(report)  # a NaN/inf loss ends the metrics and the run there
         lines: list[dict[str, Any]] = [{"step": report.start + i, "loss": float(x)} for i, x in enumerate(losses)]
         due = rc.eval_every and report.end % rc.eval_every == 0 and report.end < tc.steps and len(val_n)
@@ -228,11 +234,11 @@ class _CompileAhead:
     it only looks the programs up. ``wait()`` before the first evaluation or sample. Best effort: an error here
     is left for the real call to raise."""
 
-    def __init__(self, params: dict, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
+    def __init__(self, params: Params, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
         import threading
 
         specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
-        x64 = bool(jax.config.jax_enable_x64)  # this thread's setting (a float64 run's is a context, per thread)
+        x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # a jax option: Config declares none; this thread's setting (a float64 run's is a context, per thread)
         self._thread = threading.Thread(
             target=self._compile, args=(specs, config, n_val, sc, x64), name="microgpt-jax-compile-ahead", daemon=True
         )
@@ -244,7 +250,9 @@ class _CompileAhead:
             self._thread.start()
 
     @staticmethod
-    def _compile(specs: dict, config: GPTConfig, n_val: int, sc: SampleConfig, x64: bool) -> None:
+    def _compile(
+        specs: dict[str, jax.ShapeDtypeStruct], config: GPTConfig, n_val: int, sc: SampleConfig, x64: bool
+    ) -> None:
         from microgpt_jax.training.evaluation import compile_evaluate
         from microgpt_jax.training.sampling import compile_sample_tokens
 

@@ -4,8 +4,9 @@ agreement per chunk. Alone, each is a plain call."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, cast
 
 from microgpt_jax.errors import UserError
 from microgpt_jax.runs import rundir
@@ -14,8 +15,10 @@ from microgpt_jax.runs.rundir import CONFIG_FILE
 from microgpt_jax.runs.spec import RunSpec
 from microgpt_jax.runtime import distributed
 
+T = TypeVar("T")
 
-def on_lead(fn: Any) -> Any:
+
+def on_lead(fn: Callable[[], T]) -> T | None:
     """``fn()`` on process 0 only (what writes the run directory); its UserError is raised on every process, so
     none goes on alone to wait in the next collective. Alone: ``fn()``."""
     if distributed.count() == 1:
@@ -32,7 +35,7 @@ def on_lead(fn: Any) -> Any:
     return value
 
 
-def together(fn: Any) -> Any:
+def together(fn: Callable[[], T]) -> T:
     """``fn()`` on every process (checks that can fail on one host alone: a missing file, a process left
     without a device); the first process's UserError is raised on all of them. Alone: ``fn()``."""
     if distributed.count() == 1:
@@ -45,7 +48,7 @@ def together(fn: Any) -> Any:
     except UserError as e:
         error = e
     distributed.check_together(error)
-    return value
+    return cast("T", value)  # fn() returned here: check_together raised otherwise
 
 
 def agree_on_chunk(error: UserError | None, guard: RunGuard) -> None:
@@ -64,14 +67,14 @@ def agree_on_chunk(error: UserError | None, guard: RunGuard) -> None:
         guard.signum = agreed.signum  # a signal any process received: every one stops at this chunk's end
 
 
-def open_run_dir(open_it: Any, out: Path) -> rundir.RunDir:
+def open_run_dir(open_it: Callable[[], rundir.RunDir], out: Path) -> rundir.RunDir:
     """The run directory, opened by process 0 (``open_it()``); the other processes get a stand-in that
     writes nothing. Every process learns whether process 0 could open it."""
     rd = on_lead(open_it)
     return rd if rd is not None else rundir.RunDir(out, out, [])
 
 
-def read_spec(run_dir: str | os.PathLike) -> RunSpec:
+def read_spec(run_dir: str | os.PathLike[str]) -> RunSpec:
     """``RunSpec.read(run_dir)``; in a multi-process job process 0 reads config.json (the run directory is on
     its disk) and hands the text to the others, and every process gets the same spec or the same error."""
     if distributed.count() == 1:

@@ -26,7 +26,7 @@ from microgpt_jax.storage import checkpoint
 
 
 def resume_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     run: RunConfig | None = None,
     sample: SampleConfig | None = None,
     *,

@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from microgpt_jax.config import TRAIN_ADDED_LATER
 from microgpt_jax.errors import UserError
@@ -173,7 +173,7 @@ def remove_run(path: Path) -> None:
         path.rmdir()
 
 
-def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_target(out: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """``out`` as a path, if a fresh run may be written there (the module's rules); else the UserError saying
     why. Cheap: callers run it before reading a corpus, and ``create`` again under the lock."""
     if not str(out).strip():  # Path("") is the current directory
@@ -185,7 +185,7 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     return target
 
 
-def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
+def create(out: str | os.PathLike[str], overwrite: bool = False) -> RunDir:
     """Open ``out`` for a fresh run (see the module's rules); every refusal comes before anything is written
     but the directory and its lock, which are removed again when the run may not go there."""
     target = check_target(out, overwrite)
@@ -214,7 +214,7 @@ def create(out: str | os.PathLike, overwrite: bool = False) -> RunDir:
     return RunDir(target, path, locks, replaces)
 
 
-def open_existing(run_dir: str | os.PathLike) -> RunDir:
+def open_existing(run_dir: str | os.PathLike[str]) -> RunDir:
     """Open an unfinished run's directory for ``--resume``, under the writer lock."""
     path = Path(run_dir)
     if not path.is_dir():
@@ -239,7 +239,7 @@ class Metrics:
 
     def __init__(self, path: Path, append: bool, enabled: bool = True) -> None:
         self.path = path
-        self.file: Any = None
+        self.file: BinaryIO | None = None
         if not enabled:  # a process of a multi-process job other than 0: writes nothing, syncs nothing
             return
         try:

@@ -34,7 +34,7 @@ class InitSource:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, obj: Any) -> InitSource | None:
+    def from_json(cls, obj: object) -> InitSource | None:
         """config.json's ``init``: null, an object, or (version 2) the path as a string."""
         if obj is None:
             return None
@@ -90,13 +90,13 @@ class RunSpec:
         return rundir.config_digest(self.to_doc())
 
     @classmethod
-    def read(cls, run_dir: str | os.PathLike) -> RunSpec:
+    def read(cls, run_dir: str | os.PathLike[str]) -> RunSpec:
         """The spec in ``run_dir/config.json`` (this version's or version 2's, whose vocabulary is a string of
         characters); anything missing or malformed is a one-line UserError."""
         return cls.parse(cls.config_text(run_dir), Path(run_dir) / CONFIG_FILE)
 
     @staticmethod
-    def config_text(run_dir: str | os.PathLike) -> str:
+    def config_text(run_dir: str | os.PathLike[str]) -> str:
         """``run_dir/config.json``'s text; a UserError when there is none to read."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.is_file():

@@ -66,7 +66,7 @@ def train_command(member: Member, data: DataConfig, out: str = "runs/best") -> s
     return " ".join(parts)
 
 
-def _json_value(v: Any) -> Any:
+def _json_value(v: object) -> object:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
@@ -86,7 +86,8 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
 def write_losses(path: Path, losses: Sequence[np.ndarray]) -> None:
     """Every member's per-step training losses, ``member<id>`` in an npz (what the report draws curves from)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{f"member{i}": np.asarray(loss, np.float32) for i, loss in enumerate(losses)})
+    arrays = {f"member{i}": np.asarray(loss, np.float32) for i, loss in enumerate(losses)}
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub: mypy matches **arrays to allow_pickle
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -98,7 +99,7 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
     import matplotlib.pyplot as plt
 
     others = [k for k in varying if k != "lr"]
-    lines: dict[tuple, list[tuple[float, float]]] = {}
+    lines: dict[tuple[object, ...], list[tuple[float, float]]] = {}
     for r in rows:
         lines.setdefault(tuple(r[k] for k in others), []).append((r["lr"], r["val_loss"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -122,7 +123,7 @@ def plot_sweep(path: Path, rows: list[dict[str, Any]], varying: Sequence[str]) -
 
 
 def sweep_run(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     members: list[Member],
     corpus: Corpus,
     data: DataConfig,
@@ -162,6 +163,7 @@ def sweep_run(
     varying = [k for k in GRID_KEYS if len({r[k] for r in rows}) > 1]
     plot_sweep(out / "sweep.png", rows, varying)
     if save_member_params:
+        assert result.params is not None  # keep_params=save_member_params
         for m, p in zip(members, result.params, strict=True):
             (out / "members" / str(m.index)).mkdir(parents=True, exist_ok=True)
             save_params(out / "members" / str(m.index) / "params.safetensors", p, m.config, corpus.tokenizer)

@@ -129,8 +129,9 @@ def _one_line_cache_warnings(path: Path) -> None:
     one line and drops the rest. Installed once per process; later calls only update the directory named."""
     warnings.filterwarnings("always", message=_JAX_CACHE_WARNING.pattern, category=UserWarning)
     current = warnings.showwarning
-    if getattr(current, "_microgpt_jax_cache", None) is not None:
-        current._microgpt_jax_cache["path"] = path
+    cache = getattr(current, "_microgpt_jax_cache", None)
+    if cache is not None:
+        cache["path"] = path
         return
     state = {"path": path, "shown": False}
 
@@ -159,5 +160,5 @@ def _one_line_cache_warnings(path: Path) -> None:
                 f"(further cache errors are not shown; {CACHE_ENV}=off turns the cache off)"
             )
 
-    showwarning._microgpt_jax_cache = state
+    showwarning.__dict__["_microgpt_jax_cache"] = state  # a function attribute (mypy has none)
     warnings.showwarning = showwarning

@@ -16,11 +16,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from microgpt_jax.errors import UserError
+
+if TYPE_CHECKING:
+    from jax.sharding import Mesh
 
 DATA_AXIS = "data"
 SAMPLE_AXIS = "samples"
@@ -105,7 +108,7 @@ def job_device_count(requested: int | None, split: int, *, flag: str = "`batch_s
     )
 
 
-def make_mesh(axis: str, n: int) -> Any:
+def make_mesh(axis: str, n: int) -> Mesh:
     """The 1-D mesh of the first ``n`` devices (every process's, in ``jax.devices()`` order) along ``axis``."""
     import jax
     from jax.sharding import Mesh

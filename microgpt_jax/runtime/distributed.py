@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from microgpt_jax.errors import UserError
+
+if TYPE_CHECKING:
+    import jax
+    from jax.sharding import Sharding
 
 MESSAGE_BYTES = 2048  # an error message's room in ``agree`` (longer ones are cut)
 _STATE = {"initialized": False}
@@ -46,6 +51,7 @@ def initialize(
     if any(given) and not all(given):
         raise UserError("`coordinator`, `num_processes` and `process_id` go together: give all three (or none)")
     if all(given):
+        assert coordinator is not None and num_processes is not None and process_id is not None  # all(given)
         if not 0 <= process_id < num_processes:
             raise UserError(f"`process_id` {process_id} is outside 0..{num_processes - 1} (`num_processes`)")
         if ":" not in coordinator:
@@ -64,7 +70,12 @@ def initialize(
     return True
 
 
-def _timeouts() -> dict[str, int]:
+class _Timeouts(TypedDict):
+    initialization_timeout: int
+    shutdown_timeout_seconds: int
+
+
+def _timeouts() -> _Timeouts:
     """Short waits for a job that failed to form or lost a process (JAX's defaults are minutes)."""
     seconds = int(os.environ.get("MICROGPT_JAX_DISTRIBUTED_TIMEOUT", "120"))
     return {"initialization_timeout": seconds, "shutdown_timeout_seconds": 30}
@@ -150,7 +161,7 @@ def check_together(error: BaseException | None) -> None:
         raise failure
 
 
-def to_host(x: Any) -> np.ndarray:
+def to_host(x: ArrayLike) -> np.ndarray:
     """The whole value of a (possibly multi-process) array on this process."""
     if getattr(x, "is_fully_addressable", True) or getattr(x, "is_fully_replicated", False):
         return np.asarray(x)
@@ -159,7 +170,7 @@ def to_host(x: Any) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def put(x: Any, sharding: Any) -> Any:
+def put(x: ArrayLike, sharding: Sharding) -> jax.Array:
     """A global array of ``sharding`` from a host value that is the same on every process (each process fills
     its own devices' shards; one with none still names the dtype)."""
     import jax

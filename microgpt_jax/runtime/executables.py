@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 
@@ -38,14 +38,16 @@ FORMAT = b"microgpt-jax executable 1\n"
 MAX_ENTRY_BYTES = 256 << 20  # an entry larger than this is not read (microgpt's programs are under a few MB)
 
 _state: dict[str, Any] = {"dir": None, "fingerprint": None, "listening": False}
-_memory: dict[tuple, Any] = {}  # this process's executables by (name, statics, avals)
-_unverified: dict[int, tuple[tuple, Path]] = {}  # executables read from disk not yet called: id -> (key, path)
+_memory: dict[tuple[object, ...], jax.stages.Compiled] = {}  # this process's executables by (name, statics, avals)
+_unverified: dict[
+    int, tuple[tuple[object, ...], Path]
+] = {}  # executables read from disk not yet called: id -> (key, path)
 _lock = threading.Lock()
 _thread = threading.local()  # .jax_cache_hits: JAX's persistent-cache hits in this thread
 JAX_CACHE_HIT = "/jax/compilation_cache/cache_hits"  # the event JAX records, in the compiling thread
 
 
-def enable(directory: str | os.PathLike | None) -> None:
+def enable(directory: str | os.PathLike[str] | None) -> None:
     """Keep compiled programs in ``directory`` (created private to the user if missing), or stop keeping them
     (None). The caller vouches for the directory, as for JAX's cache (``compile_cache`` checks it)."""
     _state["dir"] = None if directory is None else Path(directory)
@@ -67,7 +69,7 @@ def directory() -> Path | None:
     return _state["dir"]
 
 
-def call(program: Callable, name: str, *args: Any, bound: Any = None, **static: Any) -> Any:
+def call(program: Callable[..., Any], name: str, *args: Any, bound: Any = None, **static: Any) -> Any:
     """``program(*args, **static)``: with the store on, by the executable kept for these arguments (read from
     disk, or compiled and written there); otherwise, or for arguments it does not keep, by ``program`` itself.
 
@@ -95,7 +97,7 @@ def call(program: Callable, name: str, *args: Any, bound: Any = None, **static: 
 
 
 def compile_ahead(
-    program: Callable,
+    program: Callable[..., Any],
     name: str,
     *args: Any,
     bound: Any = None,
@@ -110,7 +112,7 @@ def compile_ahead(
 
 
 def prepare(
-    program: Callable,
+    program: Callable[..., Any],
     name: str,
     *args: Any,
     bound: Any = None,
@@ -150,11 +152,11 @@ def prepare(
     return compiled
 
 
-def _memory_key(name: str, args: tuple, static: dict) -> tuple | None:
+def _memory_key(name: str, args: tuple[Any, ...], static: dict[str, Any]) -> tuple[object, ...] | None:
     """What tells this process's programs apart: name, static arguments, structure and avals of the arguments.
     None for arguments the store does not keep: Python scalars (weak types), or arrays on any device but the
     default one, which is also the only one a deserialized executable is loaded onto."""
-    if jax.process_count() != 1 or jax.config.jax_default_device is not None:
+    if jax.process_count() != 1 or jax.config.jax_default_device is not None:  # type: ignore[attr-defined]  # a jax option: Config declares none
         return None
     leaves, treedef = jax.tree.flatten(args)
     avals = []
@@ -183,10 +185,10 @@ def _memory_key(name: str, args: tuple, static: dict) -> tuple | None:
     return (name, statics, str(treedef), tuple(avals), _trace_context(), settings)
 
 
-def _trace_context() -> tuple:
+def _trace_context() -> tuple[object, ...]:
     """The settings in force in this thread that change what tracing makes (``jax.enable_x64(True)`` among
     them), as jit's own cache keys them; the x64 setting alone where JAX keeps them elsewhere."""
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # a jax option: Config declares none
     try:
         from jax._src.config import trace_context
 
@@ -198,13 +200,13 @@ def _trace_context() -> tuple:
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
-def _printable(key: tuple) -> str:
+def _printable(key: tuple[object, ...]) -> str:
     """``key`` as text that is the same in every process. Only the trace context can show an object by its
     address (JAX's axis environment, empty outside transformations): its type stands for it."""
     return _ADDRESS.sub("", repr(key))
 
 
-def _fingerprint() -> tuple:
+def _fingerprint() -> tuple[object, ...]:
     """Everything besides the program's own arguments that could change what it computes or where it runs."""
     if _state["fingerprint"] is None:
         import jaxlib
@@ -252,7 +254,9 @@ def _cpu_features() -> str:
     return platform.processor()
 
 
-def _compile_fresh(program: Callable, args: tuple, static: dict, after_lower: Callable[[], None] | None) -> Any:
+def _compile_fresh(
+    program: Callable[..., Any], args: tuple[Any, ...], static: dict[str, Any], after_lower: Callable[[], None] | None
+) -> jax.stages.Compiled:
     """``_compile`` with this thread's programs kept out of JAX's persistent cache (a compile-time floor no
     compile reaches), so it never holds, and never serves, a program of the store's."""
     from jax._src import config as jax_config
@@ -264,17 +268,22 @@ def _compile_fresh(program: Callable, args: tuple, static: dict, after_lower: Ca
         return _compile(program, args, static, after_lower)
 
 
-def _compile(program: Callable, args: tuple, static: dict, after_lower: Callable[[], None] | None = None) -> Any:
+def _compile(
+    program: Callable[..., Any],
+    args: tuple[Any, ...],
+    static: dict[str, Any],
+    after_lower: Callable[[], None] | None = None,
+) -> jax.stages.Compiled:
     compile_ahead = getattr(program, "compile_ahead", None)
     if compile_ahead is not None:  # xla_options.jit_with_cpu_options: its options, or the plain program
         return compile_ahead(*args, after_lower=after_lower, **static)
-    lowered = program.lower(*args, **static)
+    lowered = cast("jax.stages.Wrapped", program).lower(*args, **static)
     if after_lower is not None:
         after_lower()
     return lowered.compile()
 
 
-def _read(path: Path, digest: str) -> Any:
+def _read(path: Path, digest: str) -> jax.stages.Compiled | None:
     """The executable in ``path``, or None: missing, too large, written for another key, or not loadable."""
     from jax.experimental import serialize_executable
 
@@ -296,7 +305,7 @@ def _read(path: Path, digest: str) -> Any:
         return None
 
 
-def _write(path: Path, digest: str, compiled: Any) -> None:
+def _write(path: Path, digest: str, compiled: jax.stages.Compiled) -> None:
     """Keep ``compiled`` in ``path`` (a temporary file renamed into place); nothing on any failure."""
     from jax.experimental import serialize_executable
 

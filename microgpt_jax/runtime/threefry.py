@@ -26,7 +26,7 @@ def usable() -> bool:
     partitionable bit layout."""
     import jax
 
-    return jax.config.jax_default_prng_impl == "threefry2x32" and bool(jax.config.jax_threefry_partitionable)
+    return jax.config.jax_default_prng_impl == "threefry2x32" and bool(jax.config.jax_threefry_partitionable)  # type: ignore[attr-defined]  # a jax option: Config declares none
 
 
 def hash2x32(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,13 +33,13 @@ O2 = {"xla_backend_optimization_level": 2}  # LLVM -O2 for XLA:CPU's kernels (it
 FAST_COMPILE = {**O2, "xla_cpu_use_fusion_emitters": False}  # and the older emitters: a short run's training
 
 
-def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: Any) -> Callable:
+def jit_with_cpu_options(fn: Callable[..., Any], options: dict[str, Any], **jit_kwargs: Any) -> Callable[..., Any]:
     """``jax.jit(fn, **jit_kwargs)``, compiled with the XLA:CPU ``options`` when running on a CPU; on other
     backends, or once this jaxlib has rejected an option, the plain jitted function."""
     tuned, plain = jax.jit(fn, compiler_options=options, **jit_kwargs), jax.jit(fn, **jit_kwargs)
     usable = [True]
 
-    def run(method: Callable[[Callable], Any]) -> Any:
+    def run(method: Callable[[jax.stages.Wrapped], Any]) -> Any:
         if usable[0] and jax.default_backend() == "cpu":
             try:
                 return method(tuned)
@@ -52,12 +52,12 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
     def call(*args: Any, **kwargs: Any) -> Any:
         return run(lambda f: f(*args, **kwargs))
 
-    def compile_ahead(*args: Any, after_lower: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+    def compile_ahead(*args: Any, after_lower: Callable[[], None] | None = None, **kwargs: Any) -> jax.stages.Compiled:
         """Compile the program a call with arguments like these (arrays or jax.ShapeDtypeStruct) would run; the
         call then finds it compiled. ``after_lower`` is called between tracing and XLA's compile (perhaps twice,
         where this jaxlib rejects an option and the plain program is lowered again)."""
 
-        def lower_and_compile(f: Callable) -> Any:
+        def lower_and_compile(f: jax.stages.Wrapped) -> jax.stages.Compiled:
             lowered = f.lower(*args, **kwargs)
             if after_lower is not None:
                 after_lower()
@@ -65,7 +65,7 @@ def jit_with_cpu_options(fn: Callable, options: dict[str, Any], **jit_kwargs: An
 
         return run(lower_and_compile)
 
-    call.compile_ahead = compile_ahead
+    call.__dict__["compile_ahead"] = compile_ahead  # a function attribute (mypy has none)
     return call
 
 

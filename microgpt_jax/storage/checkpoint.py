@@ -22,11 +22,13 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
@@ -34,6 +36,9 @@ from microgpt_jax.errors import UserError
 from microgpt_jax.files import atomic_write_bytes, atomic_write_text
 from microgpt_jax.storage.params import save_params
 from microgpt_jax.storage.safetensors import safetensors_bytes
+
+if TYPE_CHECKING:
+    from microgpt_jax.model.types import Params
 
 CKPT_DIR = "checkpoint"
 MANIFEST = "checkpoint.json"
@@ -85,9 +90,9 @@ def opt_state_from_arrays(arrays: dict[str, np.ndarray], template: Any, source: 
 
 
 def save_checkpoint(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     step: int,
-    params: dict[str, Any],
+    params: Mapping[str, ArrayLike],
     opt_state: Any,
     config: GPTConfig,
     tokenizer: Tokenizer | str,
@@ -124,7 +129,7 @@ def save_checkpoint(
     return ck / MANIFEST
 
 
-def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The checkpoint manifest of a run directory, or None when it has none."""
     path = Path(run_dir) / CKPT_DIR / MANIFEST
     if not path.is_file():
@@ -143,6 +148,6 @@ class Checkpoint:
     """A loaded checkpoint: the state to continue from and its manifest."""
 
     step: int
-    params: dict[str, Any]
+    params: Params
     opt_state: Any
     manifest: dict[str, Any]

@@ -20,10 +20,12 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
@@ -55,7 +57,7 @@ _PARSE_ERRORS = (
 )
 
 
-def format_of(path: str | os.PathLike) -> str:
+def format_of(path: str | os.PathLike[str]) -> str:
     """The file format named by the path's suffix."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -79,7 +81,7 @@ def _stringify(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def params_to_bytes(
-    params: dict[str, Any],
+    params: Mapping[str, ArrayLike],
     fmt: str,
     config: GPTConfig | None = None,
     tokenizer: Tokenizer | str | None = None,
@@ -105,7 +107,7 @@ def params_to_bytes(
         return safetensors_bytes(arrays, _stringify(meta))
     if fmt == "npz":
         buf = io.BytesIO()
-        np.savez(buf, **arrays, **{META_KEY: np.array(json.dumps(_stringify(meta)))})
+        np.savez(buf, **arrays, **{META_KEY: np.array(json.dumps(_stringify(meta)))})  # type: ignore[arg-type]  # numpy's stub: mypy matches **arrays to allow_pickle
         return buf.getvalue()
     if fmt == "json":
         # rows of Python floats: repr is the shortest string that reads back to the same float
@@ -116,8 +118,8 @@ def params_to_bytes(
 
 
 def save_params(
-    path: str | os.PathLike,
-    params: dict[str, Any],
+    path: str | os.PathLike[str],
+    params: Mapping[str, ArrayLike],
     config: GPTConfig | None = None,
     tokenizer: Tokenizer | str | None = None,
     run_id: str | None = None,
@@ -165,7 +167,7 @@ def _parse_meta(meta: Any, path: Path, encoded: bool) -> dict[str, Any]:
     return out
 
 
-def _json_matrix(name: str, value: Any, path: Path) -> np.ndarray:
+def _json_matrix(name: str, value: object, path: Path) -> np.ndarray:
     if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
         raise UserError(f"{path}: {name!r} is not a list of rows of numbers: use the {{name: [[...], ...]}} layout")
     width = len(value[0])
@@ -225,7 +227,9 @@ def _read_npz(raw: bytes) -> tuple[dict[str, np.ndarray], Any]:
     return arrays, meta
 
 
-def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, np.ndarray], dict]:
+def params_from_bytes(
+    raw: bytes, fmt: str, path: str | os.PathLike[str] = "<bytes>"
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Parse a parameter file's bytes into (state_dict of numpy arrays, metadata dict).
 
     Metadata may hold ``config`` (GPTConfig), ``tokenizer`` (Tokenizer) and ``dtype``; when the file carries its config,
@@ -274,7 +278,7 @@ def params_from_bytes(raw: bytes, fmt: str, path: str | os.PathLike = "<bytes>")
     return params, meta
 
 
-def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+def load_params(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load a state_dict saved by ``save_params`` (or a microgpt-style JSON state_dict) by suffix.
 
     Returns (params, meta); meta may hold ``config``, ``tokenizer`` and ``dtype``.
@@ -285,7 +289,7 @@ def load_params(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     return params_from_bytes(raw, fmt, path)
 
 
-def check_params(params: dict[str, Any], config: GPTConfig, source: str = "parameters") -> None:
+def check_params(params: Mapping[str, ArrayLike], config: GPTConfig, source: str = "parameters") -> None:
     """Raise UserError naming the first key that is missing, extra, or of the wrong shape for ``config``."""
     expected = param_shapes(config)
     for name, shape in expected.items():
@@ -299,7 +303,7 @@ def check_params(params: dict[str, Any], config: GPTConfig, source: str = "param
             raise UserError(f"{source}: unexpected {name!r} (shape {tuple(np.shape(params[name]))}) for this config")
 
 
-def cast_params(params: dict[str, Any], dtype: Any, source: str = "parameters") -> dict[str, np.ndarray]:
+def cast_params(params: Mapping[str, ArrayLike], dtype: DTypeLike, source: str = "parameters") -> dict[str, np.ndarray]:
     """The parameters in ``dtype`` (numpy arrays), after checking every value fits it: a float64 value beyond
     float32's range would become inf in a float32 run."""
     dtype = np.dtype(dtype)

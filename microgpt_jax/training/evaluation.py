@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 import jax
 import numpy as np
@@ -38,7 +37,9 @@ def padded_batches(tokens_NxT1: np.ndarray, n_N: np.ndarray, batch: int) -> Iter
         yield toks, n
 
 
-def compile_evaluate(params: Any, n_docs: int, config: GPTConfig, batch: int = 1024) -> None:
+def compile_evaluate(
+    params: Mapping[str, jax.Array | jax.ShapeDtypeStruct], n_docs: int, config: GPTConfig, batch: int = 1024
+) -> None:
     """Compile the program ``evaluate`` runs on ``n_docs`` documents with parameters like ``params`` (arrays or
     jax.ShapeDtypeStruct), without running it: ``evaluate`` then finds it compiled."""
     if n_docs:
@@ -56,6 +57,8 @@ def evaluate(params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: G
     total, count = 0.0, 0
     leaf = jax.tree.leaves(params)[0]
     spread = isinstance(leaf, jax.Array) and not leaf.is_fully_addressable  # params on a multi-process mesh
+    toks: np.ndarray | jax.Array
+    n: np.ndarray | jax.Array
     for toks, n in padded_batches(tokens_NxT1, n_N, batch):
         toks, n = toks.astype(np.int32, copy=False), n.astype(np.int32, copy=False)  # one program for any dtype
         if spread:  # the documents beside the params, on every process's devices

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from numpy.typing import DTypeLike
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.errors import UserError
@@ -53,7 +54,7 @@ def recipe_of(train_config: TrainConfig) -> Recipe:
     return Recipe(tc.optimizer, tc.schedule, tc.warmup > 0, tc.weight_decay > 0, tc.dropout > 0)
 
 
-def hparams_of(train_config: TrainConfig, dtype: Any) -> dict[str, np.ndarray]:
+def hparams_of(train_config: TrainConfig, dtype: DTypeLike) -> dict[str, np.ndarray]:
     """The traced hyperparameters of a recipe, as host scalars of the parameters' dtype (the seed, of dropout's
     keys, a uint32); the compiled programs take them as arguments, and a host value needs no conversion program."""
     tc = train_config
@@ -177,8 +178,8 @@ def _train_chunk(
     are ``train_step``'s."""
     n_docs = tokens_NxT1.shape[0]
 
-    def step(carry, s):
-        def run(carry):
+    def step(carry: tuple[Params, Any], s: jax.Array) -> tuple[tuple[Params, Any], jax.Array]:
+        def run(carry: tuple[Params, Any]) -> tuple[tuple[Params, Any], jax.Array]:
             params, opt_state = carry
             rows = batch_rows(s, batch_size, n_docs)
             # the corpus may be held in uint8 (AsciiDocs): the step's rows are cast, not the corpus
@@ -189,7 +190,7 @@ def _train_chunk(
             )  # fmt: skip
             return (params, opt_state), loss
 
-        def skip(carry):
+        def skip(carry: tuple[Params, Any]) -> tuple[tuple[Params, Any], jax.Array]:
             return carry, jnp.full((), jnp.nan, hparams["lr"].dtype)
 
         return jax.lax.cond(s < end, run, skip, carry)
@@ -211,7 +212,7 @@ def step_work(batch_size: int, config: GPTConfig) -> int:
     return batch_size * config.block_size * config.n_layer * config.n_embd**2
 
 
-def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable, str]:
+def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable[..., Any], str]:
     """The training program ``train`` runs and its name in the executables store (xla_options says why): small
     steps at LLVM -O2 (faster to compile, and as fast or faster to run), and for a short run of them (the
     default run: 1,000 steps of 4,096, the time a step loses is a small part of the ~0.6 s of compile saved)

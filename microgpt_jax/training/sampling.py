@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.registry import forward_step, init_cache
+from microgpt_jax.model.types import Cache
 from microgpt_jax.runtime import distributed, executables, threefry
 from microgpt_jax.runtime.devices import SAMPLE_AXIS, device_count, make_mesh, spans_processes
 from microgpt_jax.runtime.xla_options import FAST_COMPILE, O2, YNN_OFF, jit_with_cpu_options
@@ -128,7 +129,9 @@ def _sample_scan(
     temperature = temperature.astype(params["wte"].dtype)
     cache = init_cache(config, num_samples, params["wte"].dtype)
 
-    def step(carry, pos_u):
+    def step(
+        carry: tuple[jax.Array, Cache, jax.Array], pos_u: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, Cache, jax.Array], jax.Array]:
         token_N, cache, done_N = carry
         pos, u_N = pos_u
         logits_NxV, cache = forward_step(params, token_N, pos, cache, config)
@@ -155,7 +158,7 @@ def _sampler(
     top_p: float = 1.0,
     quick: bool = False,
     prefixed: bool = False,
-) -> Callable:
+) -> Callable[..., jax.Array]:
     """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
     its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
     off and LLVM -O2 on CPU; ``quick`` (a few rows: the names a run prints) also with XLA's quicker-compiling
@@ -177,7 +180,7 @@ def uniforms(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Ar
     the host (no program to compile: the few samples a run prints), a large one by JAX's compiled draw."""
     n, dtype = math.prod(shape), jnp.dtype(dtype)
     host = n <= HOST_DRAWS and not isinstance(key, jax.core.Tracer) and threefry.usable()
-    host = host and (dtype == jnp.float32 or (dtype == jnp.float64 and jax.config.jax_enable_x64))
+    host = host and (dtype == jnp.float32 or (dtype == jnp.float64 and jax.config.jax_enable_x64))  # type: ignore[attr-defined]  # a jax option: Config declares none
     if host and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
         if str(jax.random.key_impl(key)) == "threefry2x32":
             return threefry.uniform(np.asarray(jax.random.key_data(key)), n, dtype).reshape(shape)
@@ -194,9 +197,9 @@ def sample_mesh(num_samples: int, devices: int | None = None) -> Mesh | None:
 
 
 def sample_tokens(
-    params: dict[str, jax.Array],
+    params: Mapping[str, jax.Array | np.ndarray],
     key: jax.Array,
-    temperature: jax.Array,
+    temperature: float | jax.Array | np.ndarray,
     *,
     config: GPTConfig,
     num_samples: int,
@@ -215,7 +218,7 @@ def sample_tokens(
     of devices (all uniforms are drawn from it up front), up to float rounding in the logits. ``prefix`` (token
     ids, fewer than block_size) is every sample's start: drawing begins after it (a program of its own)."""
     top_k, top_p = check_filters(top_k, top_p, config.vocab_size)
-    forced = ()
+    forced: tuple[jax.Array | np.ndarray, ...] = ()
     if len(prefix):
         forced_S = np.full(config.block_size, -1, np.int32)
         forced_S[: len(prefix)] = prefix
@@ -245,7 +248,12 @@ def sample_tokens(
 
 
 def compile_sample_tokens(
-    params: dict[str, jax.Array], *, config: GPTConfig, num_samples: int, top_k: int = 0, top_p: float = 1.0
+    params: Mapping[str, jax.Array | jax.ShapeDtypeStruct],
+    *,
+    config: GPTConfig,
+    num_samples: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> bool:
     """Compile the program ``sample_tokens`` runs for ``num_samples`` samples on one device with parameters like
     ``params`` (arrays or jax.ShapeDtypeStruct), without running it; False (nothing done) where the samples
@@ -274,7 +282,7 @@ def decode_samples(tokens_NxS: np.ndarray, tokenizer: Tokenizer) -> list[str]:
 
 
 def sample(
-    params: dict[str, jax.Array],
+    params: Mapping[str, jax.Array | np.ndarray],
     config: GPTConfig,
     tokenizer: Tokenizer,
     key: jax.Array,

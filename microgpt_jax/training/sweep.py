@@ -24,23 +24,26 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from numpy.typing import ArrayLike, DTypeLike
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.corpus.documents import encode_docs
+from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.dtypes import float_dtype
 from microgpt_jax.model.init import init_params
 from microgpt_jax.model.loss import nll_sum
+from microgpt_jax.model.types import Params
 from microgpt_jax.runtime import devices, distributed
 from microgpt_jax.runtime.devices import MEMBER_AXIS as AXIS
 from microgpt_jax.runtime.xla_options import YNN_MATMULS_ONLY, jit_with_cpu_options
@@ -111,7 +114,7 @@ _to_host = distributed.to_host  # the whole value of a global array on this host
 
 
 @cache
-def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh):
+def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh) -> Callable[..., Any]:
     """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
     On CPU only the matmuls go to YNNPACK (see xla_options): 1.2x the member-steps per second."""
     step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
@@ -123,21 +126,21 @@ def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: in
 
 
 @cache
-def _eval_program(config: GPTConfig, mesh: Mesh):
+def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable[..., Any]:
     """Jitted (sum of NLL, token count) per member over one batch of documents.
 
     Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
     per sweep and this is the very program ``train.evaluate`` runs. (An earlier one-hot form of the NLL was
     miscompiled under vmap on CPU, XLA in jax 0.10.2; loss.py now selects the target instead.)"""
 
-    def per_device(params, tokens_NxT1, n_N):
+    def per_device(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jax.lax.map(lambda p: nll_sum(p, tokens_NxT1, n_N, config), params)
 
     m, r = P(AXIS), P()
     return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(m, r, r), out_specs=(m, m), check_vma=False))
 
 
-def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype: Any) -> dict[str, np.ndarray]:
+def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype: DTypeLike) -> dict[str, np.ndarray]:
     """Stacked initial params, member i's ``init_params(jax.random.key(seed_i), config, init_std_i, ...)``, made
     one member at a time exactly as ``train`` makes them (a vmapped init compiles far slower than it runs)."""
     trees = [init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype) for tc in train_configs]
@@ -145,15 +148,17 @@ def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype:
 
 
 @cache
-def _init_opt_program(recipe: Recipe):
+def _init_opt_program(recipe: Recipe) -> Callable[..., Any]:
     return jax.jit(jax.vmap(partial(init_opt_state, recipe)))
 
 
-def _stack(trees: list[Any]) -> Any:
+def _stack(trees: Sequence[Mapping[str, ArrayLike]]) -> dict[str, np.ndarray]:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def _evaluate_members(params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, mesh: Mesh, batch: int):
+def _evaluate_members(
+    params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, mesh: Mesh, batch: int
+) -> np.ndarray:
     """Held-out mean NLL per member (as ``train.evaluate``: fixed-size padded batches, sums in float64)."""
     M = jax.tree.leaves(params)[0].shape[0]
     if len(n_N) == 0:
@@ -188,14 +193,17 @@ def group_recipe(members: Sequence[Member]) -> Recipe:
     members that differ only there share one program and fill the devices together."""
     recipes = [recipe_of(m.train) for m in members]
     return dataclasses.replace(
-        recipes[0], **{k: any(getattr(r, k) for r in recipes) for k in ("warmup", "weight_decay", "dropout")}
+        recipes[0],
+        warmup=any(r.warmup for r in recipes),
+        weight_decay=any(r.weight_decay for r in recipes),
+        dropout=any(r.dropout for r in recipes),
     )
 
 
 def member_groups(members: list[Member]) -> list[list[Member]]:
     """Members split into passes: same shapes, optimizer, schedule, batch size and step count (warm-up, weight
     decay and dropout on or off share a pass: ``group_recipe``); first-seen order."""
-    groups: dict[tuple, list[Member]] = {}
+    groups: dict[tuple[object, ...], list[Member]] = {}
     for m in members:
         t = m.train
         key = (m.config, t.optimizer, t.schedule, t.batch_size, t.x64, t.init_zero_out, t.steps)
@@ -207,7 +215,7 @@ def run_sweep(
     members: list[Member],
     train_docs: Sequence[str],
     val_docs: Sequence[str],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     *,
     mesh: Mesh | None = None,
     chunk: int = 100,
@@ -227,7 +235,7 @@ def run_sweep(
     if members and members[0].config.model != "gpt":
         raise UserError("sweep trains the gpt model only: drop `model`")
     chunk = max(1, min(chunk, max(m.train.steps for m in members))) if members else chunk
-    encoded: dict[int, tuple] = {}
+    encoded: dict[int, tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
     rows: list[dict[str, Any] | None] = [None] * len(members)
     losses_out: list[np.ndarray | None] = [None] * len(members)
     params_out: list[Any] = [None] * len(members)
@@ -285,6 +293,9 @@ def run_sweep(
                 "group": g,
             }
             losses_out[m.index] = loss_S
-            if keep_params:
+            if host_params is not None:  # keep_params
                 params_out[m.index] = {k: v[j] for k, v in host_params.items()}
-    return SweepResult(rows, losses_out, params_out if keep_params else None)
+    # every member's row and losses are filled in by its group
+    return SweepResult(
+        cast("list[dict[str, Any]]", rows), cast("list[np.ndarray]", losses_out), params_out if keep_params else None
+    )

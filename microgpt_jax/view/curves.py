@@ -78,7 +78,9 @@ def run_curves(metrics: dict[str, np.ndarray], hlines: list[dict[str, Any]], uid
     points = [{"xs": metrics["val_steps"], "ys": metrics["val_loss"], "colour": "#d62728", "name": "held-out loss"}]
     if len(steps) == 1:
         points.append({"xs": steps, "ys": loss, "colour": "#1f77b4", "name": "train loss"})
-    charts = [line_chart(series, points=points, hlines=hlines, xlog=xlog, label="loss curves") for xlog in (0, 1)]
+    charts = [
+        line_chart(series, points=points, hlines=hlines, xlog=xlog, label="loss curves") for xlog in (False, True)
+    ]
     return _toggle(uid, *charts)
 
 
@@ -100,5 +102,7 @@ def overlay(runs: list[dict[str, Any]], names: list[str], hlines: list[dict[str,
             )
         if len(m["val_steps"]):
             points.append({"xs": m["val_steps"], "ys": m["val_loss"], "colour": c, "name": f"{name} held-out"})
-    charts = [line_chart(series, points=points, hlines=hlines, xlog=xlog, label="runs overlaid") for xlog in (0, 1)]
+    charts = [
+        line_chart(series, points=points, hlines=hlines, xlog=xlog, label="runs overlaid") for xlog in (False, True)
+    ]
     return _toggle(uid, *charts) + f"<p class='note'>{esc('Colours follow the table below.')}</p>"

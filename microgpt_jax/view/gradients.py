@@ -12,6 +12,7 @@ import numpy as np
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.model.loss import loss_fn
 from microgpt_jax.model.mlp import analytic_value_and_grad, numerical_gradient
+from microgpt_jax.model.types import Params
 from microgpt_jax.view.svg import esc, scatter
 
 MAX_POINTS = 4000  # points drawn (a larger MLP shows an even subset; the maximum difference uses all)
@@ -27,7 +28,7 @@ def gradient_pairs(params: dict[str, Any], ids: list[int], eps: float = 1e-5) ->
         config = GPTConfig(vocab_size=p64["wte"].shape[0], n_embd=p64["wte"].shape[1], model="mlp")
 
         @jax.jit
-        def both(p):
+        def both(p: Params) -> tuple[Params, Params]:
             numerical = numerical_gradient(lambda q: loss_fn(q, tokens_1xT1, n_1, config), p, eps)
             return analytic_value_and_grad(p, tokens_1xT1, n_1)[1], numerical
 

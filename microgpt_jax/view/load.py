@@ -28,7 +28,11 @@ def is_sweep(path: Path) -> bool:
 
 def read_metrics(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """metrics.jsonl's training losses and held-out evaluations as arrays, and notes on what was skipped."""
-    steps, loss, val_steps, val_loss, bad = [], [], [], [], 0
+    steps: list[int] = []
+    loss: list[float] = []
+    val_steps: list[int] = []
+    val_loss: list[float] = []
+    bad = 0
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
@@ -55,7 +59,7 @@ def read_metrics(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     return _metrics(steps, loss, val_steps, val_loss), notes
 
 
-def _metrics(steps: list, loss: list, val_steps: list, val_loss: list) -> dict[str, np.ndarray]:
+def _metrics(steps: list[int], loss: list[float], val_steps: list[int], val_loss: list[float]) -> dict[str, np.ndarray]:
     return {
         "steps": np.asarray(steps, np.int64),
         "loss": np.asarray(loss, np.float64),
@@ -120,7 +124,7 @@ def read_corpus(spec: RunSpec) -> tuple[Corpus | None, str | None]:
         return None, f"the corpus {path} could not be read ({e})"
 
 
-def read_run(run_dir: str | os.PathLike, with_corpus: bool = True) -> dict[str, Any]:
+def read_run(run_dir: str | os.PathLike[str], with_corpus: bool = True) -> dict[str, Any]:
     """Everything the page shows of a run directory: ``path``, ``spec``, ``metrics`` (read_metrics'),
     ``params`` (or None), ``params_source``, ``corpus`` (or None), ``training`` (still being written) and
     ``notes``. A folder without a readable config.json is a UserError."""

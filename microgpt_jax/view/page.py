@@ -121,11 +121,13 @@ def run_sections(run: dict[str, Any], probe: str | None, k: int, hlines: list[di
     return out
 
 
-def build(paths: list[str | os.PathLike], probe: str | None = None) -> tuple[str, str]:
+def build(paths: list[str | os.PathLike[str]], probe: str | None = None) -> tuple[str, str]:
     """``(title, body)`` of the page for run or sweep directories ``paths``."""
     if not paths:
         raise UserError("no run directory given: pass one or more run (or sweep) directories")
-    parts, names, runs = [], [], []
+    parts: list[str] = []
+    names: list[str] = []
+    runs: list[dict[str, Any]] = []
     for p in map(Path, paths):
         if load.is_sweep(p):
             parts.append(_section(f"sweep-{len(parts)}", f"Sweep {p}", sweep_view.sweep_body(load.read_sweep(p))))
@@ -174,7 +176,7 @@ class Report:
             f"</title><style>{STYLE}</style></head><body>{self.body}</body></html>\n"
         )
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the page to ``path`` (atomically) and return the path."""
         atomic_write_text(path, self.html)
         return Path(path)
@@ -183,7 +185,7 @@ class Report:
         return f"<div><style>{STYLE}</style>{self.body}</div>"
 
 
-def report(run_dir: str | os.PathLike, *more: str | os.PathLike, probe: str | None = None) -> Report:
+def report(run_dir: str | os.PathLike[str], *more: str | os.PathLike[str], probe: str | None = None) -> Report:
     """The report of one or more run (or sweep) directories; ``probe`` is the text scored token by token
     (default: a held-out document). A folder that is neither, or a probe the model cannot read, is a UserError;
     whatever else cannot be read is a note on the page."""

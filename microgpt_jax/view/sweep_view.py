@@ -34,7 +34,7 @@ def against(rows: list[dict[str, Any]], key: str) -> str:
     tips = [f"member {r.get('id')}: {key} = {r.get(key)}, val_loss {num(_loss(r))}" for r in rows]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if numeric:
-        xs = [float(v) for v in values]
+        xs = [float(v) for v in values if isinstance(v, (int, float))]
         xlog = min(xs) > 0 and max(xs) / min(xs) >= 10
         return scatter(xs, ys, tips, xlabel=key, ylabel="held-out loss", xlog=xlog, label=f"val_loss vs {key}")
     cats = sorted({repr(v) for v in values})

@@ -1,4 +1,4 @@
-"""The model registry: every model behind one interface, the package's exports dispatching, one-program init."""
+"""Initial parameters: N(0, std) per matrix from a key or a seed, the early variant, the counted model."""
 
 from __future__ import annotations
 
@@ -7,30 +7,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import microgpt_jax
-from microgpt_jax.config import MODELS, GPTConfig
-from microgpt_jax.model import registry
+from microgpt_jax.config import GPTConfig
 from microgpt_jax.model.init import init_params
+from microgpt_jax.model.registry import num_params
+from microgpt_jax.model.transformer import param_shapes
 
 
-def test_registry_holds_every_model() -> None:
-    assert set(registry.REGISTRY) == set(MODELS)
-    assert [name for name, m in registry.REGISTRY.items() if m.counted] == ["bigram"]
-    assert "smoothing" in registry.REGISTRY["gpt"].unused and "lr" in registry.REGISTRY["bigram"].unused
-
-
-@pytest.mark.parametrize("model, names", [
-    ("bigram", ["wte"]), ("mlp", ["wte", "mlp_fc1", "mlp_fc2"]), ("gpt", ["wte", "wpe", "lm_head"]),
-])  # fmt: skip
-def test_package_exports_dispatch_on_the_model(model: str, names: list[str]) -> None:
-    """``microgpt_jax.init_params`` once returned the GPT's matrices for every model (and loss_fn then failed)."""
-    config = GPTConfig(model=model)
-    params = microgpt_jax.init_params(jax.random.key(0), config)
-    assert list(params)[: len(names)] == names and list(params) == list(microgpt_jax.param_shapes(config))
-    tokens = jnp.asarray([[26, 1, 2, 3, 26]])
-    loss = jax.jit(microgpt_jax.loss_fn, static_argnames="config")(params, tokens, jnp.asarray([4]), config)
-    assert np.isfinite(float(loss))
-    assert microgpt_jax.forward(params, tokens[:, :-1], config).shape == (1, 4, 27)
+def test_init_std_and_early_variant():
+    config = GPTConfig(n_embd=32, n_head=4)
+    params = init_params(jax.random.key(0), config)
+    assert num_params(params) == sum(a * b for a, b in param_shapes(config).values())
+    assert abs(float(jnp.std(params["layer0.mlp_fc1"])) - 0.08) < 0.01
+    early = init_params(jax.random.key(0), config, std=0.02, zero_out=True)
+    assert not jnp.any(early["layer0.attn_wo"]) and not jnp.any(early["layer0.mlp_fc2"])
+    assert abs(float(jnp.std(early["wte"])) - 0.02) < 0.005
 
 
 @pytest.mark.parametrize("seed, config, x64", [

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.model.init import init_params
-from microgpt_jax.model.loss import nll_sum
+from microgpt_jax.model.loss import loss_fn, nll_sum, token_nll
+from microgpt_jax.model.registry import forward
 
 
 def test_vmapped_nll_equals_one_member_at_a_time():
@@ -21,3 +23,66 @@ def test_vmapped_nll_equals_one_member_at_a_time():
     one = jax.jit(nll_sum, static_argnums=3)
     expected = [float(one(jax.tree.map(lambda x, m=m: x[m], params_M), tokens, n, config)[0]) for m in range(16)]
     np.testing.assert_allclose(sums_M, expected, rtol=1e-5)
+
+
+CONFIG = GPTConfig(vocab_size=6, n_embd=8, n_head=2, block_size=5)
+# two documents as [BOS] + doc + [BOS] padded to block_size + 1 columns: n = 4 (a whole doc) and 2
+TOKENS = np.array([[5, 0, 1, 2, 5, 5], [5, 3, 5, 5, 5, 5]], np.int32)
+N = np.array([4, 2], np.int32)
+
+
+def hand_nll(params, tokens: np.ndarray, n: np.ndarray) -> list[float]:
+    """-log softmax(logits)[target] of every predicted position, row by row, in numpy float64."""
+    logits = np.asarray(forward(params, jnp.asarray(tokens[:, :-1]), CONFIG), np.float64)
+    out = []
+    for b in range(len(tokens)):
+        for t in range(n[b]):
+            row = logits[b, t]
+            out.append(-(row[tokens[b, t + 1]] - row.max() - np.log(np.exp(row - row.max()).sum())))
+    return out
+
+
+def test_the_loss_is_the_mean_nll_of_the_predicted_positions() -> None:
+    params = init_params(0, CONFIG)
+    nll = hand_nll(params, TOKENS, N)
+    assert len(nll) == 6
+    np.testing.assert_allclose(float(loss_fn(params, TOKENS, N, CONFIG)), np.mean(nll), rtol=1e-5)
+    total, count = nll_sum(params, TOKENS, N, CONFIG)
+    assert int(count) == 6
+    np.testing.assert_allclose(float(total), np.sum(nll), rtol=1e-5)
+    # one document is the original's per-document loss, and the masked positions are not counted
+    np.testing.assert_allclose(float(loss_fn(params, TOKENS[1:], N[1:], CONFIG)), np.mean(nll[4:]), rtol=1e-5)
+
+
+def test_token_nll_is_minus_log_softmax_at_the_target_and_masks_past_n() -> None:
+    params = init_params(1, CONFIG)
+    nll_BxT, mask_BxT = token_nll(params, TOKENS, N, CONFIG)
+    logp = jax.nn.log_softmax(forward(params, jnp.asarray(TOKENS[:, :-1]), CONFIG), axis=-1)
+    want = -jnp.take_along_axis(logp, jnp.asarray(TOKENS[:, 1:, None]), axis=-1)[..., 0]
+    np.testing.assert_allclose(nll_BxT, want, rtol=1e-6)
+    np.testing.assert_array_equal(mask_BxT, [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+
+
+def test_padding_past_n_changes_neither_the_loss_nor_its_gradient() -> None:
+    params = init_params(2, CONFIG)
+    other = TOKENS.copy()
+    other[0, 5], other[1, 3:] = 0, [4, 1, 2]  # any tokens past each row's n + 1 columns
+    for fn in (loss_fn, lambda *a: nll_sum(*a)[0]):
+        np.testing.assert_array_equal(fn(params, TOKENS, N, CONFIG), fn(params, other, N, CONFIG))
+    g1 = jax.grad(loss_fn)(params, TOKENS, N, CONFIG)
+    g2 = jax.grad(loss_fn)(params, other, N, CONFIG)
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+    # a padding row (n = 0), as evaluation pads its last batch, adds nothing
+    padded_tokens, padded_n = np.concatenate([TOKENS, TOKENS[:1]]), np.concatenate([N, [0]]).astype(np.int32)
+    total, count = nll_sum(params, padded_tokens, padded_n, CONFIG)
+    want_total, want_count = nll_sum(params, TOKENS, N, CONFIG)
+    assert int(count) == int(want_count)
+    np.testing.assert_allclose(float(total), float(want_total), rtol=1e-6)
+
+
+def test_every_model_has_a_loss_near_log_vocab_at_init() -> None:
+    for model in ("gpt", "mlp", "bigram"):
+        config = GPTConfig(model=model, vocab_size=6, n_embd=8, n_head=2, block_size=5)
+        loss = float(loss_fn(init_params(0, config, std=0.02), TOKENS, N, config))
+        assert abs(loss - np.log(6)) < 0.1, (model, loss)

@@ -51,3 +51,37 @@ def test_early_init_variant() -> None:
     from_seed = init_params(42, GPTConfig(n_layer=2), std=0.02, zero_out=True)
     for name, p in early.items():
         np.testing.assert_array_equal(from_seed[name], p, err_msg=name)
+
+
+SMALL = GPTConfig(vocab_size=7, n_embd=8, n_head=2, block_size=4)
+
+
+def test_a_seed_is_its_key_in_any_integer_type_and_std_only_scales() -> None:
+    by_key = init_params(jax.random.key(7), SMALL)
+    for seed in (7, np.int64(7), np.int32(7), np.uint8(7)):
+        got = init_params(seed, SMALL)
+        for name, p in by_key.items():
+            np.testing.assert_array_equal(got[name], p, err_msg=f"{type(seed).__name__} {name}")
+    assert not np.array_equal(init_params(8, SMALL)["wte"], by_key["wte"])
+    # every matrix is std times one N(0, 1) draw: std 0.04 is exactly half of std 0.08
+    half = init_params(7, SMALL, std=0.04)
+    for name, p in by_key.items():
+        np.testing.assert_allclose(half[name] * 2, p, rtol=1e-6, err_msg=name)
+
+
+def test_dtype_defaults_to_jaxs_float_and_may_be_given() -> None:
+    assert {p.dtype for p in init_params(0, SMALL).values()} == {jnp.dtype(jnp.float32)}
+    with jax.enable_x64(True):
+        assert {p.dtype for p in init_params(0, SMALL).values()} == {jnp.dtype(jnp.float64)}
+        f32 = init_params(0, SMALL, dtype=jnp.float32)
+        assert {p.dtype for p in f32.values()} == {jnp.dtype(jnp.float32)}
+    for name, p in init_params(0, SMALL).items():
+        np.testing.assert_array_equal(f32[name], p, err_msg=name)
+
+
+def test_a_counted_model_starts_at_zero_and_a_seed_past_int64_is_refused() -> None:
+    config = GPTConfig(model="bigram", vocab_size=7)
+    params = init_params(3, config)
+    assert {k: p.shape for k, p in params.items()} == {"wte": (7, 7)} and not np.any(params["wte"])
+    with pytest.raises(OverflowError):
+        init_params(2**63, SMALL)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import math
+from pathlib import Path
 
 import pytest
 
 from microgpt_jax.cli import parser
+from microgpt_jax.cli.commands import train_configs
+from microgpt_jax.cli.parser import build_parser
 from microgpt_jax.cli.program import main
-from microgpt_jax.config import TrainConfig
+from microgpt_jax.config import DataConfig, GPTConfig, TrainConfig
+from microgpt_jax.runs.sweep_dir import best_row, plot_sweep, train_command, write_results
 from microgpt_jax.training import sweep
+from microgpt_jax.training.sweep import grid_members
 
 
 @pytest.mark.slow
@@ -65,3 +72,59 @@ def test_cli_sweep_bad_flags_are_one_line_errors(tmp_path, tiny_corpus, capsys, 
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x" / "results.csv").exists()
+
+
+def row(i: int, val: float, train: float = 1.0, diverged: bool = False) -> dict:
+    return {"id": i, "lr": 0.01 * (i + 1), "seed": 0, "train_loss": train, "val_loss": val, "diverged": diverged}
+
+
+def test_the_best_row_is_the_lowest_held_out_loss_that_did_not_diverge() -> None:
+    assert best_row([row(0, 2.0), row(1, 1.5, train=9.0), row(2, 1.0, diverged=True), row(3, 1.75)])["id"] == 1
+    # without a held-out set (val_loss nan): the lowest train_loss
+    assert best_row([row(0, math.nan, 2.0), row(1, math.nan, 1.0), row(2, math.nan, 3.0)])["id"] == 1
+    assert best_row([row(0, math.nan, math.nan), row(1, math.nan, 2.5)])["id"] == 1
+    assert best_row([row(0, 1.0, diverged=True)]) is None and best_row([]) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        DataConfig(),
+        DataConfig(path="c.txt", val_size=3, shuffle_seed=None, tokenizer="word", lowercase=True),
+        DataConfig(path="c.txt", val_size=0, shuffle_seed=7),
+    ],
+)
+def test_the_train_command_parses_to_the_members_configs(data: DataConfig) -> None:
+    grid = {"lr": [0.003, 1 / 3], "n_embd": [8], "n_head": [2], "weight_decay": [0.0, 0.1], "warmup": [2]}
+    base = TrainConfig(steps=9, batch_size=2, x64=True, init_zero_out=True, init_std=0.02)
+    for member in grid_members(GPTConfig(block_size=8), base, grid):
+        command = train_command(member, data, out="runs/x")
+        assert command.startswith("microgpt-jax train --out runs/x")
+        args = build_parser().parse_args(command.split()[1:])
+        model, train, parsed_data, _, _ = train_configs({k: v for k, v in vars(args).items() if k != "command"})
+        assert train == member.train, command
+        assert dataclasses.replace(model, vocab_size=member.config.vocab_size) == member.config, command
+        assert parsed_data == data, command
+
+
+def test_results_are_written_as_csv_and_json_that_read_back(tmp_path: Path) -> None:
+    rows = [row(0, 2.0), row(1, math.nan, diverged=True), row(2, 1.25, train=math.inf)]
+    write_results(tmp_path, rows)
+    back = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [list(r) for r in back] == [list(rows[0])] * 3  # the columns, in the rows' order
+    assert [r["val_loss"] for r in back] == ["2.0", "nan", "1.25"] and back[1]["diverged"] == "True"
+    data = json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN or Infinity
+    assert data[0] == rows[0] and data[1]["val_loss"] is None and data[2]["train_loss"] is None
+    assert data[1]["diverged"] is True and data[2]["val_loss"] == 1.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.json"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_results(empty, [])
+    assert list(empty.iterdir()) == []
+
+
+def test_the_plot_is_a_png(tmp_path: Path) -> None:
+    rows = [{**row(i, 2.0 - i / 10), "n_embd": n} for i, n in enumerate([8, 8, 16, 16])]
+    rows[1]["val_loss"] = math.nan  # a diverged member: a gap, not an error
+    plot_sweep(tmp_path / "sweep.png", rows, ["lr", "n_embd"])
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from microgpt_jax.config import GPTConfig, TrainConfig
+from microgpt_jax.errors import UserError
 from microgpt_jax.model.init import init_params
 from microgpt_jax.runs.guard import load_checkpoint
-from microgpt_jax.storage.checkpoint import save_checkpoint
+from microgpt_jax.storage.checkpoint import read_manifest, save_checkpoint, sha256_hex
 from microgpt_jax.training.loop import init_opt_state
 
 CONFIG = GPTConfig(vocab_size=5, n_embd=8, n_head=2, block_size=4)
@@ -44,3 +45,57 @@ def test_checkpoint_round_trip_and_commit(tmp_path: Path, optimizer: str) -> Non
     for a, b in zip(jax.tree.leaves((params2, opt)), jax.tree.leaves((got.params, got.opt_state)), strict=True):
         assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert jax.tree.structure(got.opt_state) == jax.tree.structure(opt)
+
+
+def test_checkpoint_file_names() -> None:
+    from microgpt_jax.storage.checkpoint import is_checkpoint_file
+
+    for name in ("checkpoint.json", "params-00000010.safetensors", "opt_state-12345678.safetensors",
+                 ".params-00000010.safetensors.abc123.tmp"):  # fmt: skip
+        assert is_checkpoint_file(name), name
+    for name in ("params.safetensors", "params-10.safetensors", "notes.txt", "checkpoint.json.bak", "x.tmp"):
+        assert not is_checkpoint_file(name), name
+
+
+def test_a_checkpoint_leaves_files_it_did_not_write(tmp_path: Path) -> None:
+    params, opt = state("sgd")
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "notes.txt").write_text("mine")
+    (tmp_path / "checkpoint" / ".params-00000001.safetensors.x.tmp").write_bytes(b"half")  # an interrupted write
+    save_checkpoint(tmp_path, 5, params, opt, CONFIG, "abcd", {"steps": 100, "extra": [1, 2]})
+    names = sorted(p.name for p in (tmp_path / "checkpoint").iterdir())
+    assert names == ["checkpoint.json", "notes.txt", "opt_state-00000005.safetensors", "params-00000005.safetensors"]
+    manifest = read_manifest(tmp_path)
+    assert manifest["step"] == 5 and manifest["extra"] == [1, 2] and manifest["version"] == 1
+    for name in (manifest["params"], manifest["opt_state"]):
+        assert manifest["sha256"][name] == sha256_hex((tmp_path / "checkpoint" / name).read_bytes())
+
+
+def test_manifests_that_cannot_be_read(tmp_path: Path) -> None:
+    assert read_manifest(tmp_path) is None
+    (tmp_path / "checkpoint").mkdir()
+    for text in ("{", "[]", '{"step": "10"}'):
+        (tmp_path / "checkpoint" / "checkpoint.json").write_text(text)
+        with pytest.raises(UserError, match="is not a readable checkpoint manifest"):
+            read_manifest(tmp_path)
+
+
+def test_an_optimizer_state_must_match_its_template() -> None:
+    from microgpt_jax.storage.checkpoint import opt_state_arrays, opt_state_from_arrays
+
+    _, opt = state("adam")
+    arrays = opt_state_arrays(opt)
+    back = opt_state_from_arrays(arrays, opt, "ck")
+    assert jax.tree.structure(back) == jax.tree.structure(opt)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(opt), strict=True):
+        np.testing.assert_array_equal(a, b)
+    name = "[0].mu['wte']"
+    assert arrays[name].dtype == np.float32
+    with pytest.raises(UserError, match="optimizer state lacks"):
+        opt_state_from_arrays({k: v for k, v in arrays.items() if k != name}, opt, "ck")
+    with pytest.raises(
+        UserError, match=r"optimizer state \[0\]\.mu\['wte'\] is float64\[5, 8\], expected float32\[5, 8\]"
+    ):
+        opt_state_from_arrays({**arrays, name: arrays[name].astype(np.float64)}, opt, "ck")
+    with pytest.raises(UserError, match=r"has \d+ arrays, expected"):
+        opt_state_from_arrays({**arrays, "extra": np.zeros(1)}, opt, "ck")

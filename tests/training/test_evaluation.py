@@ -43,7 +43,7 @@ def test_padded_batches_keep_one_shape_and_pad_with_rows_that_predict_nothing() 
 
 def test_the_batch_size_and_the_token_dtype_change_nothing() -> None:
     params = init_params(5, CONFIG)
-    values = [evaluate(params, TOKENS, N, CONFIG, batch=b) for b in (1, 2, 7, 1024)]
+    values = [evaluate(params, TOKENS, N, CONFIG, batch=b) for b in (2, 1024)]  # 4 batches (the last padded), or 1
     np.testing.assert_allclose(values, values[0], rtol=1e-6)
     narrow = evaluate(params, TOKENS.astype(np.uint8), N.astype(np.uint8), CONFIG)
     np.testing.assert_allclose(narrow, values[0], rtol=1e-6)

@@ -1,4 +1,5 @@
-"""The package's layout holds: subpackages by concern, imports pointing one way, the model free of the runtime."""
+"""The package's layout holds: subpackages by concern, imports pointing one way, the model free of the runtime,
+every module with its test file."""
 
 from __future__ import annotations
 

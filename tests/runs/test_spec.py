@@ -14,7 +14,7 @@ from microgpt_jax.errors import UserError
 from microgpt_jax.runs.load import load_run, sample_model
 from microgpt_jax.runs.spec import VERSION, InitSource, RunSpec
 
-LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy_v2"
+LEGACY_V3 = Path(__file__).resolve().parents[1] / "data" / "legacy_v3"  # written before the recipe options
 
 
 def test_a_run_written_before_the_recipe_options_keeps_its_identity(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_a_run_written_before_the_recipe_options_keeps_its_identity(tmp_path: Pa
     import shutil
 
     legacy = tmp_path / "legacy"
-    shutil.copytree(LEGACY.parent / "legacy_v3" / "run", legacy)
+    shutil.copytree(LEGACY_V3 / "run", legacy)
     info = json.loads((legacy / "config.json").read_text())
     assert "dropout" not in info["train"] and "weight_decay" not in info["train"]
     manifest = json.loads((legacy / "checkpoint" / "checkpoint.json").read_text())

@@ -1,4 +1,5 @@
-"""The package's layout holds: subpackages by concern, imports pointing one way, the model free of the runtime."""
+"""The package's layout holds: subpackages by concern, imports pointing one way, the model free of the runtime,
+every module with its test file."""
 
 from __future__ import annotations
 
@@ -112,3 +113,29 @@ def test_argparse_lives_in_the_cli_and_no_module_imports_itself_back() -> None:
 
     for m in sorted(graph):
         visit(m, ())
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_every_module_has_its_test_file() -> None:
+    """tests/ mirrors the package: microgpt_jax/<sub>/<name>.py is tested in tests/<sub>/test_<name>.py (and
+    microgpt_jax/<name>.py in tests/test_<name>.py), a file with at least one test."""
+    missing, empty = [], []
+    for path in _modules():
+        rel = path.relative_to(PKG)
+        if rel.name in ("__init__.py", "__main__.py"):
+            continue
+        test_file = TESTS.joinpath(*rel.parts[:-1], f"test_{rel.name}")
+        if not test_file.is_file():
+            missing.append(str(test_file.relative_to(TESTS.parent)))
+        elif not any(
+            isinstance(n, ast.FunctionDef) and n.name.startswith("test_") for n in ast.parse(test_file.read_text()).body
+        ):
+            empty.append(str(test_file.relative_to(TESTS.parent)))
+    assert not missing, f"modules without a test file: {missing}"
+    assert not empty, f"test files without a test: {empty}"
+    # each subfolder of tests/ that mirrors a subpackage is a package, so that test files of the same name in two
+    # subfolders (runs/test_loop.py, training/test_loop.py) do not collide
+    for sub in sorted(p.parent.name for p in PKG.glob("*/__init__.py")):
+        assert (TESTS / sub / "__init__.py").is_file(), f"tests/{sub}/__init__.py is missing"

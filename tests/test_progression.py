@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import read_metrics
-from test_bigram import guide_online_counting
+from model.test_bigram import guide_online_counting
 
 from microgpt_jax.cli.commands import train_configs
 from microgpt_jax.cli.parser import build_parser

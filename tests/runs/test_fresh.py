@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from microgpt_jax.runs import fresh
 from microgpt_jax.runs.load import load_run, sample_model
 from microgpt_jax.runs.loop import RunResult
 from microgpt_jax.runs.resume import resume_run
-from microgpt_jax.runs.spec import RunSpec
 
 SMALL = GPTConfig(n_embd=8, n_head=2, block_size=8)
 
@@ -49,27 +47,6 @@ def test_library_and_cli_runs_are_the_same_run(tiny_corpus: Path, tmp_path: Path
                   verbose=False)  # fmt: skip
     for name in ("config.json", "metrics.jsonl", "params.safetensors"):
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
-
-
-def test_a_large_corpus_trains_from_its_one_device_copy(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
-    # a corpus over ONE_COPY_BYTES keeps its tokens on the device only (no host copy beside them): the same run
-    args = (SMALL, TrainConfig(steps=7), DataConfig(path=tiny_corpus, val_size=10))
-    fresh.train_run(tmp_path / "host", *args, verbose=False)
-    monkeypatch.setattr("microgpt_jax.runs.loop.ONE_COPY_BYTES", 0)
-    fresh.train_run(tmp_path / "device", *args, verbose=False)
-    for name in ("metrics.jsonl", "params.safetensors"):
-        assert (tmp_path / "host" / name).read_bytes() == (tmp_path / "device" / name).read_bytes(), name
-
-
-def test_tokens_on_the_device_are_checked_there() -> None:
-    import jax
-
-    from microgpt_jax.training.loop import check_tokens
-
-    tokens, n = np.array([[0, 1, 2], [0, 5, 0]], np.uint8), np.array([2, 1], np.uint8)
-    check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=6, block_size=2))
-    with pytest.raises(UserError, match=r"token ids 0\.\.5 are outside the vocabulary 0\.\.4"):
-        check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=5, block_size=2))
 
 
 @pytest.mark.parametrize(
@@ -225,55 +202,3 @@ def test_fine_tune_names_what_the_init_vocabulary_lacks(
         fresh.train_run(tmp_path / "ft", None, TrainConfig(steps=2), data, init=word_run.out, verbose=False)
     assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert not (tmp_path / "ft").exists()
-
-
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy_v2"
-
-
-def test_a_run_written_before_the_word_tokenizer_loads_and_resumes(tmp_path: Path) -> None:
-    """tests/data/legacy_v2/run was written by the code before this change (41e811a): config.json version 2,
-    the vocabulary a string, a checkpoint at step 40 of 41. It loads, samples as it did then, resumes to the
-    parameters it had, and serves as an --init."""
-    import shutil
-
-    legacy = tmp_path / "legacy"
-    shutil.copytree(LEGACY / "run", legacy)
-    corpus = shutil.copy(LEGACY / "corpus.txt", tmp_path / "corpus.txt")
-    info = json.loads((legacy / "config.json").read_text())
-    assert info["version"] == 2 and info["data"]["vocab"] == "abc" and "tokenizer" not in info["data"]
-    info["data"]["path"] = str(corpus)  # where the copy of its corpus is
-    (legacy / "config.json").write_text(json.dumps(info))
-    loaded = load_run(legacy)
-    assert loaded.tokenizer.kind == "char" and loaded.tokenizer.uchars == "abc" and loaded.config.vocab_size == 4
-    # what its training printed (temperature 1.0, the run's seed)
-    assert sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["cab", "cac", "abc", "aabc"]
-    before = {k: v.copy() for k, v in loaded.params.items()}
-    resumed = resume_run(legacy, verbose=False)
-    for k, v in before.items():
-        np.testing.assert_allclose(np.asarray(resumed.params[k]), v, rtol=0, atol=1e-6)
-    assert json.loads((legacy / "config.json").read_text())["version"] == 3
-    # the same steps and data as the resumed run: the same compiled program
-    same_data = DataConfig(path=corpus, val_size=2, shuffle_seed=None)
-    ft = fresh.train_run(tmp_path / "ft", None, TrainConfig(steps=41), same_data, init=legacy, verbose=False)
-    assert ft.tokenizer == loaded.tokenizer and ft.config == loaded.config
-
-
-def test_a_run_written_before_the_recipe_options_keeps_its_identity(tmp_path: Path) -> None:
-    """tests/data/legacy_v3/run was written by the code before weight decay, schedules, warm-up and dropout
-    (714d60f): its config.json has none of those fields. Its config digest, recorded in its checkpoint and its
-    params.safetensors, must still be the one computed now (it was not: such runs could not be resumed,
-    sampled or exported), and it samples what its training printed."""
-    import shutil
-
-    legacy = tmp_path / "legacy"
-    shutil.copytree(LEGACY.parent / "legacy_v3" / "run", legacy)
-    info = json.loads((legacy / "config.json").read_text())
-    assert "dropout" not in info["train"] and "weight_decay" not in info["train"]
-    manifest = json.loads((legacy / "checkpoint" / "checkpoint.json").read_text())
-    assert RunSpec.read(legacy).digest() == manifest["config_sha256"]
-    loaded = load_run(legacy)
-    assert sample_model(loaded, SampleConfig(num_samples=4, temperature=1.0)) == ["bab", "bbc", "abb", "aab"]
-    # a recipe option that is on is part of the identity
-    spec = RunSpec.read(legacy)
-    changed = dataclasses.replace(spec, train=dataclasses.replace(spec.train, dropout=0.1))
-    assert changed.digest() != spec.digest()

@@ -12,7 +12,7 @@ from microgpt_jax.corpus.documents import load_docs
 from microgpt_jax.corpus.tokenizer import MAX_VOCAB, Tokenizer
 from microgpt_jax.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORDS_DATA_ENV = "MICROGPT_JAX_WORDS_DATA"
 
 SENTENCES = ["the cat sat", "a dog ran", "the dog sat on the mat", "cat"]
@@ -139,3 +139,11 @@ def test_grade1_sentences_vocab_is_597():
     tok = Tokenizer.from_docs(docs, kind="word")
     assert (tok.vocab_size, tok.bos) == (597, 596)
     assert all(tok.decode(tok.encode(doc)) == doc for doc in docs)
+
+
+def test_tokenizer_roundtrip_and_unknown_char():
+    tok = Tokenizer.from_docs(["emma", "ava"])
+    assert tok.uchars == "aemv" and tok.bos == 4 and tok.vocab_size == 5
+    assert tok.decode(tok.encode("mave")) == "mave"
+    with pytest.raises(UserError, match="'z'"):
+        tok.encode("zoe")

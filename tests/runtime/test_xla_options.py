@@ -70,7 +70,7 @@ def test_the_program_sets_the_flag_before_jax_starts_and_xla_cpu_accepts_it():
         "print(float(jnp.ones(3).sum()), os.environ['XLA_FLAGS'])\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MICROGPT_JAX_NONDETERMINISTIC")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["3.0", "--xla_gpu_deterministic_ops=true"]

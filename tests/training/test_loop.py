@@ -1,4 +1,4 @@
-"""Training: the original's data rule, determinism, batching and held-out evaluation."""
+"""Training: the original's data rule, determinism, batching, chunking, data parallelism, token checks."""
 
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.corpus.documents import encode_docs
 from microgpt_jax.corpus.tokenizer import Tokenizer
+from microgpt_jax.errors import UserError
 from microgpt_jax.model.init import init_params
-from microgpt_jax.model.loss import loss_fn, nll_sum
+from microgpt_jax.model.loss import loss_fn
 from microgpt_jax.model.optim import adam
-from microgpt_jax.training.evaluation import evaluate
 from microgpt_jax.training.loop import Recipe, recipe_of, train
+
+CHUNKED = GPTConfig(vocab_size=7, block_size=6)  # test_chunked_equals_unchunked_bitwise's
+
+
+def _data(n_docs: int = 13) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, CHUNKED.vocab_size, size=(n_docs, CHUNKED.block_size + 1)).astype(np.int32)
+    n = rng.integers(1, CHUNKED.block_size + 1, size=n_docs).astype(np.int32)
+    return tokens, n
+
 
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "charlotte"]
 TOK = Tokenizer.from_docs(DOCS)
@@ -54,28 +65,6 @@ def test_deterministic_and_batched():
     np.testing.assert_allclose(la[1], expected, rtol=1e-5)
 
 
-def test_evaluate_is_mean_nll_per_token():
-    params = init_params(jax.random.key(3), CONFIG)
-    by_doc = [
-        float(loss_fn(params, jnp.asarray(TOKENS[i : i + 1]), jnp.asarray(N[i : i + 1]), CONFIG)) for i in range(7)
-    ]
-    expected = sum(loss * n for loss, n in zip(by_doc, N, strict=True)) / N.sum()
-    assert abs(evaluate(params, TOKENS, N, CONFIG, batch=3) - expected) < 1e-5
-
-
-def test_vmapped_nll_equals_one_member_at_a_time():
-    """XLA:CPU once miscompiled a one-hot-product NLL under jit(vmap) (members got each other's losses)."""
-    config = GPTConfig()
-    params_M = jax.vmap(lambda k: init_params(k, config))(jax.random.split(jax.random.key(0), 16))
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, 27, (256, 17)).astype(np.int32)
-    n = rng.integers(2, 17, 256).astype(np.int32)
-    sums_M, _ = jax.jit(jax.vmap(nll_sum, in_axes=(0, None, None, None)), static_argnums=3)(params_M, tokens, n, config)
-    one = jax.jit(nll_sum, static_argnums=3)
-    expected = [float(one(jax.tree.map(lambda x, m=m: x[m], params_M), tokens, n, config)[0]) for m in range(16)]
-    np.testing.assert_allclose(sums_M, expected, rtol=1e-5)
-
-
 def test_dropout_and_adamw_train_deterministically_and_differ_from_the_original():
     params0 = init_params(jax.random.key(0), CONFIG)
     assert recipe_of(TrainConfig()) == Recipe()  # the original's program: no warm-up, decay or dropout in it
@@ -90,3 +79,51 @@ def test_dropout_and_adamw_train_deterministically_and_differ_from_the_original(
     _, _, no_dropout = train(params0, TOKENS, N, CONFIG, dataclasses.replace(tc, dropout=0.0), chunk=4)
     assert not np.allclose(la, other_seed) and not np.allclose(la, no_dropout)
     assert np.all(np.isfinite(la))
+
+
+@pytest.mark.slow
+def test_four_devices_equal_one_device(four_devices):
+    """The batch split over a ``data`` mesh of 4 devices gives the single device's losses and parameters."""
+    from four_devices import data_parallel_setup
+
+    four = np.load(four_devices / "data_parallel.npz")
+    s = data_parallel_setup()
+    params, _, losses = train(s["params"], s["tokens"], s["n"], s["config"], s["tc"], chunk=6)
+    np.testing.assert_allclose(four["losses"], losses, atol=1e-5, rtol=0)
+    assert np.all(np.isfinite(losses)) and losses[0] != losses[-1]
+    for k, v in params.items():
+        np.testing.assert_allclose(four[k], v, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "optimizer, batch_size",
+    [
+        ("adam", 1),
+        ("sgd", 3),
+        pytest.param("adam", 3, marks=pytest.mark.slow),
+        pytest.param("sgd", 1, marks=pytest.mark.slow),
+    ],
+)
+def test_chunked_equals_unchunked_bitwise(optimizer: str, batch_size: int) -> None:
+    tokens, n = _data()
+    tc = TrainConfig(optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.5, steps=30, batch_size=batch_size)
+    params = init_params(jax.random.key(0), CHUNKED)
+    p_one, s_one, l_one = train(params, tokens, n, CHUNKED, tc, chunk=tc.steps)
+    p_many, s_many, l_many = train(params, tokens, n, CHUNKED, tc, chunk=7)  # 7 does not divide 30: a skipped tail
+    np.testing.assert_array_equal(l_one, l_many)
+    assert len(l_many) == tc.steps and np.isfinite(l_many).all()
+    for k in params:
+        np.testing.assert_array_equal(p_one[k], p_many[k], err_msg=k)
+    for a, b in zip(jax.tree.leaves(s_one), jax.tree.leaves(s_many), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tokens_on_the_device_are_checked_there() -> None:
+    import jax
+
+    from microgpt_jax.training.loop import check_tokens
+
+    tokens, n = np.array([[0, 1, 2], [0, 5, 0]], np.uint8), np.array([2, 1], np.uint8)
+    check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=6, block_size=2))
+    with pytest.raises(UserError, match=r"token ids 0\.\.5 are outside the vocabulary 0\.\.4"):
+        check_tokens(jax.device_put(tokens), jax.device_put(n), GPTConfig(vocab_size=5, block_size=2))

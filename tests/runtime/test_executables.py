@@ -185,7 +185,7 @@ def test_a_kept_program_runs_on_the_default_device_of_several(tmp_path: Path) ->
     import sys
 
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "3", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     outs = []
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-c", SEVERAL_DEVICES, str(tmp_path / "store")], capture_output=True,

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic, verified, and resuming bit-for-bit after SIGINT/SIGTERM; the NaN stop."""
+"""The run guard: checkpoints verified, metrics truncated, resuming bit-for-bit after a signal; the NaN stop."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from microgpt_jax.cli.program import main
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.errors import UserError
 from microgpt_jax.model.init import init_params
-from microgpt_jax.runs.guard import RunGuard, load_checkpoint, truncate_metrics
-from microgpt_jax.storage.checkpoint import save_checkpoint
+from microgpt_jax.runs.guard import RunGuard, load_checkpoint, resume_state, truncate_metrics, unfinished_run_hint
+from microgpt_jax.storage.checkpoint import read_manifest, save_checkpoint
 from microgpt_jax.training.loop import init_opt_state
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--val-size", "2", "--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "3"]
 CONFIG = GPTConfig(vocab_size=5, n_embd=8, n_head=2, block_size=4)
 
@@ -37,27 +37,6 @@ def state(optimizer: str):
     # make every leaf distinct from a fresh init, so a silently re-initialised state would show
     opt = jax.tree.map(lambda x: x + 3 if x.dtype.kind == "i" else x + 0.25, opt)
     return params, opt
-
-
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_checkpoint_round_trip_and_commit(tmp_path: Path, optimizer: str) -> None:
-    tc = TrainConfig(optimizer=optimizer, steps=100)
-    params, opt = state(optimizer)
-    save_checkpoint(tmp_path, 10, params, opt, CONFIG, "abcd", {"steps": 100})
-    params2 = jax.tree.map(lambda x: x * 2, params)
-    save_checkpoint(tmp_path, 20, params2, opt, CONFIG, "abcd", {"steps": 100})
-    ck = tmp_path / "checkpoint"
-    assert sorted(p.name for p in ck.iterdir()) == [
-        "checkpoint.json",
-        "opt_state-00000020.safetensors",
-        "params-00000020.safetensors",
-    ]  # the older checkpoint's files are gone once the new manifest is in place
-    (ck / "params-00000030.safetensors").write_bytes(b"half a file")  # a write cut short: no manifest names it
-    got = load_checkpoint(tmp_path, CONFIG, tc, "abcd")
-    assert got.step == 20
-    for a, b in zip(jax.tree.leaves((params2, opt)), jax.tree.leaves((got.params, got.opt_state)), strict=True):
-        assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    assert jax.tree.structure(got.opt_state) == jax.tree.structure(opt)
 
 
 def test_checkpoint_damage_and_mismatch_are_errors(tmp_path: Path) -> None:
@@ -210,3 +189,118 @@ def test_resume_flags(tmp_path: Path, tiny_corpus: Path, monkeypatch, capsys) ->
     # the same value is no conflict; sampling flags may change
     assert main(["train", "--resume", str(run), "--steps", "300", "--num-samples", "2", "--ckpt-every", "1000"]) == 0
     assert capsys.readouterr().out.count("sample ") == 2
+
+
+def guard_of(tmp_path: Path, ckpt_every: int | None = None, steps: int = 100, **kwargs) -> RunGuard:
+    tc = TrainConfig(steps=steps, lr=0.05, init_std=0.1)
+    return RunGuard(tmp_path, CONFIG, tc, "abcd", ckpt_every, "d" * 64, **kwargs)
+
+
+def report(start: int, end: int, losses=None):
+    from microgpt_jax.training.loop import ChunkReport
+
+    params, opt = state("adam")
+    return ChunkReport(start, end, np.asarray(losses if losses is not None else [1.0] * (end - start)), params, opt)
+
+
+def test_boundaries_and_the_first_non_finite_loss(tmp_path: Path) -> None:
+    assert guard_of(tmp_path, 30).boundaries() == (30, 60, 90) and guard_of(tmp_path).boundaries() == ()
+    g = guard_of(tmp_path)
+    losses, bad = g.finite(report(10, 14, [1.0, 2.0, 3.0, 4.0]))
+    assert losses.tolist() == [1.0, 2.0, 3.0, 4.0] and bad is None
+    losses, bad = g.finite(report(10, 14, [1.0, 2.0, float("nan"), float("inf")]))
+    assert losses.tolist() == [1.0, 2.0] and bad == 12
+
+
+def test_the_divergence_message_says_what_to_change(tmp_path: Path) -> None:
+    g = guard_of(tmp_path)
+    assert str(g.fail(12, float("nan"))) == (
+        "loss is nan at step 12 (lr 0.05): training diverged; lower `lr` and train again (no checkpoint was "
+        "written; metrics.jsonl holds the steps before it)"
+    )
+    g.last_ckpt = 10
+    assert f"the last good checkpoint (step 10) is kept in {tmp_path / 'checkpoint'}" in str(g.fail(12, float("inf")))
+    assert "`init_std` 0.1 gives parameters with a non-finite loss; lower `init_std`" in str(g.fail(0, float("nan")))
+    g = guard_of(tmp_path, init="pre/params.safetensors")
+    assert "`init` pre/params.safetensors holds parameters with a non-finite loss; use another `init`" in str(
+        g.fail(0, float("nan"))
+    )
+
+
+def test_a_checkpoint_is_written_when_due_or_signalled_and_a_signal_stops(tmp_path: Path, capsys) -> None:
+    g = guard_of(tmp_path, ckpt_every=20)
+    assert not g.will_write(report(0, 10)) and not g.after_chunk(report(0, 10))
+    assert not (tmp_path / "checkpoint").exists()
+    assert g.will_write(report(10, 20)) and not g.after_chunk(report(10, 20))
+    manifest = json.loads((tmp_path / "checkpoint" / "checkpoint.json").read_text())
+    assert manifest["step"] == 20 and g.last_ckpt == 20
+    assert manifest["data_position"] == {"step": 20, "next_doc": 20} and manifest["data_sha256"] == "d" * 64
+    assert not g.will_write(report(20, 20))  # that step is written already
+    g.signum = signal.SIGTERM
+    assert g.will_write(report(20, 25)) and g.after_chunk(report(20, 25))  # written, and stop
+    assert g.stopped_at == 25 and read_manifest(tmp_path)["step"] == 25
+    assert "SIGTERM: writing a checkpoint at step 25" in capsys.readouterr().out
+    assert g.signal_name() == "SIGTERM"
+    assert g.stop_message() == (
+        f"stopped by SIGTERM at step 25 of 100; checkpoint in {tmp_path / 'checkpoint'}; resume with: "
+        f"microgpt-jax train --resume {tmp_path}"
+    )
+    # the last chunk ends the run anyway: a signal there does not stop it early
+    g = guard_of(tmp_path / "b", steps=30)
+    g.signum = signal.SIGINT
+    assert not g.after_chunk(report(20, 30)) and g.stopped_at is None
+
+
+def test_a_process_that_does_not_lead_writes_nothing(tmp_path: Path) -> None:
+    g = guard_of(tmp_path, ckpt_every=10)
+    g.lead = False
+    assert not g.after_chunk(report(0, 10))
+    assert g.last_ckpt == 10 and not (tmp_path / "checkpoint").exists()
+
+
+def test_the_handlers_only_set_flags_and_are_put_back(tmp_path: Path) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    g = guard_of(tmp_path)
+    with g.signals():
+        assert signal.getsignal(signal.SIGINT) == g._handle
+        g._handle(signal.SIGINT, None)
+        assert g.signum == g.received == signal.SIGINT
+        # a second signal kills at once: the default handlers are back
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL == signal.getsignal(signal.SIGTERM)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    agreeing = guard_of(tmp_path)
+    agreeing.agreeing = True  # a multi-process job acts on a signal only once the processes agree on it
+    with agreeing.signals():
+        agreeing._handle(signal.SIGTERM, None)
+    assert agreeing.received == signal.SIGTERM and agreeing.signum is None
+
+
+def test_resume_state_refuses_what_changed(tmp_path: Path) -> None:
+    params, opt = state("adam")
+    tc = TrainConfig(steps=100)
+    with pytest.raises(UserError, match="has no checkpoint to resume from"):
+        resume_state(tmp_path, CONFIG, tc, "abcd", "d" * 64)
+    save_checkpoint(tmp_path, 10, params, opt, CONFIG, "abcd", {"data_sha256": "d" * 64, "config_sha256": "c" * 64})
+    assert resume_state(tmp_path, CONFIG, tc, "abcd", "d" * 64, "c" * 64).step == 10
+    with pytest.raises(UserError, match="the data file changed since"):
+        resume_state(tmp_path, CONFIG, tc, "abcd", "e" * 64)
+    with pytest.raises(UserError, match=r"config\.json changed since the checkpoint"):
+        resume_state(tmp_path, CONFIG, tc, "abcd", "d" * 64, "f" * 64)
+    with pytest.raises(UserError, match=r"step 10 is outside the run's 0\.\.5"):
+        resume_state(tmp_path, CONFIG, TrainConfig(steps=5), "abcd", "d" * 64)
+
+
+def test_an_unfinished_run_says_how_to_finish_it(tmp_path: Path) -> None:
+    unfinished_run_hint(tmp_path)  # no checkpoint: nothing to say
+    params, opt = state("sgd")
+    save_checkpoint(tmp_path, 30, params, opt, CONFIG, "abcd")
+    with pytest.raises(UserError, match=r"is unfinished \(checkpoint at step 30\): finish it with") as e:
+        unfinished_run_hint(tmp_path)
+    assert str(tmp_path / "checkpoint" / "params-00000030.safetensors") in str(e.value)
+    (tmp_path / "params.safetensors").write_bytes(b"")  # finished: nothing to say
+    unfinished_run_hint(tmp_path)
+
+
+def test_truncate_metrics_without_a_file_does_nothing(tmp_path: Path) -> None:
+    truncate_metrics(tmp_path, 10, 20)
+    assert list(tmp_path.iterdir()) == []

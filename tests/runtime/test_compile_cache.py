@@ -20,7 +20,7 @@ import pytest
 from microgpt_jax.runtime import executables
 from microgpt_jax.runtime.compile_cache import CACHE_ENV, EXECUTABLES, cache_dir, enable_compile_cache
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JAX_KEYS = (
     "jax_compilation_cache_dir",
     "jax_enable_compilation_cache",

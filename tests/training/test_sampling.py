@@ -15,7 +15,7 @@ from microgpt_jax.errors import UserError
 from microgpt_jax.model.init import init_params
 from microgpt_jax.training.sampling import decode_samples, draw, sample, sample_tokens
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOK = Tokenizer("char", "abc")
 CONFIG = GPTConfig(vocab_size=4, block_size=5)
 NAMES_TOK = Tokenizer("char", "abcdefghijklmnopqrstuvwxyz")

@@ -28,7 +28,7 @@ from microgpt_jax.config import (
     TrainConfig,
     step_configs,
 )
-from microgpt_jax.errors import UserError
+from microgpt_jax.errors import UserError, printable
 
 
 def _pick(given: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
@@ -186,7 +186,7 @@ def cmd_sample(given: dict[str, Any]) -> int:
 
     names = sample_model(_load(given), SampleConfig(**_pick(given, (*SAMPLE_FLAGS, "seed"))))
     for i, name in enumerate(names):
-        print(f"sample {i + 1:2d}: {name}")
+        print(f"sample {i + 1:2d}: {printable(name)}")  # a crafted vocabulary's escape sequences are shown, not run
     return 0
 
 

@@ -34,10 +34,16 @@ def check_filters(top_k: int, top_p: float, vocab_size: int) -> tuple[int, float
     return (0 if top_k >= vocab_size else top_k), top_p
 
 
+CDF_MATMUL_MAX_V = 1024  # up to this vocabulary the CDF is a matmul with a VxV triangle (at most 4 MiB in float32)
+
+
 def _cdf(w_NxV: jax.Array) -> jax.Array:
-    """Cumulative sums of the weights along the vocabulary, as a matmul with a triangle of ones (faster than
-    cumsum on CPU)."""
+    """Cumulative sums of the weights along the vocabulary: a matmul with a triangle of ones for a vocabulary of
+    at most ``CDF_MATMUL_MAX_V`` (faster than cumsum on CPU), else cumsum, so memory stays O(N x V) (a triangle
+    for 100,000 words would be 40 GB)."""
     V = w_NxV.shape[-1]
+    if V > CDF_MATMUL_MAX_V:
+        return jnp.cumsum(w_NxV, axis=-1)
     return w_NxV @ jnp.triu(jnp.ones((V, V), w_NxV.dtype))
 
 

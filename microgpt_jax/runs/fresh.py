@@ -238,6 +238,9 @@ def _prepare_and_train(
                 registry.analytic_gradient(config)  # a model without one: a UserError, before any file
             n_dev = devices.job_device_count(run.devices, train.batch_size)
             _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
+            from microgpt_jax.training.sampling import check_sample_work
+
+            check_sample_work(config, sample.num_samples)  # the samples a run ends with must be possible too
             params = _initial_params(spec, start)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower `val_size`")

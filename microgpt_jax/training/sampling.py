@@ -280,6 +280,7 @@ def sample(
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
     check_params(params, config, source="sample: params")
+    check_sample_work(config, num_samples)
     names: list[str] = []
     for i, start in enumerate(range(0, num_samples, chunk_rows(config))):
         rows = min(chunk_rows(config), num_samples - start)
@@ -288,6 +289,29 @@ def sample(
                                top_p=top_p)  # fmt: skip
         names += decode_samples(distributed.to_host(tokens), tokenizer)
     return names
+
+
+MAX_SAMPLE_OPS = 1e14  # about an hour of a CPU core's arithmetic: more is refused before it starts
+
+
+def sample_ops(config: GPTConfig, num_samples: int) -> float:
+    """A rough count of the arithmetic sampling does: per sample, block_size steps, each the model's matmuls for
+    one token and attention over the whole cache (n_layer x block_size x n_embd, twice)."""
+    T, C, L, V = config.block_size, config.n_embd, config.n_layer, config.vocab_size
+    per_token = 2 * (12 * L * C * C + V * C) + 4 * L * T * C
+    return float(num_samples) * T * per_token
+
+
+def check_sample_work(config: GPTConfig, num_samples: int) -> None:
+    """A UserError when a model's sizes make sampling impossible in practice (``sample_ops`` over
+    ``MAX_SAMPLE_OPS``: a file declaring block_size 2,000,000, say), before anything is compiled."""
+    ops = sample_ops(config, num_samples)
+    if ops > MAX_SAMPLE_OPS:
+        raise UserError(
+            f"sampling {num_samples} documents of up to {config.block_size:,} tokens from this model (n_layer "
+            f"{config.n_layer}, n_embd {config.n_embd}) is about {ops:.1e} operations, over the {MAX_SAMPLE_OPS:.0e} "
+            "this runs: lower `num_samples`, or use a model with a smaller block_size"
+        )
 
 
 SAMPLE_CHUNK_BYTES = 256 << 20  # what one compiled sampling call may hold: KV caches, uniforms, tokens

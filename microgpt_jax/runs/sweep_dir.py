@@ -36,6 +36,7 @@ from microgpt_jax.training.sweep import (
     TRAIN_KEYS,
     Member,
     SweepResult,
+    check_sweep_fits,
     member_groups,
     run_sweep,
     sweep_mesh,
@@ -255,6 +256,7 @@ def sweep_run(
     results are replaced only with ``overwrite``, once the new ones are complete."""
     log = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
     mesh = sweep_mesh(devices_requested)
+    check_sweep_fits(members, len(corpus.train_docs) + len(corpus.val_docs), mesh.devices.size)
     lead = jax.process_index() == 0
     error, sd = None, None
     if lead:  # every check above this line: a bad flag leaves no directory

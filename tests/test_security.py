@@ -572,3 +572,32 @@ def test_the_program_refuses_a_bad_port_in_one_line(tmp_path: Path, tiny_corpus:
                    env={"MICROGPT_JAX_CACHE": "off"}, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--coordinator" in proc.stderr, proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+# --- items 10, 11: impossible work refused before it starts --------------------------------------------------------
+
+
+def test_sampling_a_file_whose_sizes_make_it_impossible_is_refused_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """16 MB of params declaring block_size 2,000,000 once sampled for more than 300 s."""
+    from microgpt_jax.config import GPTConfig
+    from microgpt_jax.model.registry import param_shapes
+    from microgpt_jax.storage.params import save_params
+
+    config = GPTConfig(vocab_size=4, n_embd=2, n_head=1, n_layer=1, block_size=2_000_000)
+    params = {k: np.zeros(s, np.float32) for k, s in param_shapes(config).items()}
+    save_params(tmp_path / "p.safetensors", params, config, "abc")
+    refused(["sample", "--params", str(tmp_path / "p.safetensors")], capsys, "operations", "--num-samples")
+
+
+def test_a_sweep_that_cannot_fit_is_refused_with_the_figure_and_the_limit(
+    tmp_path: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from microgpt_jax.runtime import devices
+
+    monkeypatch.setattr(devices, "available_memory", lambda: 1 << 30)  # the same check as a machine's RAM
+    argv = ["sweep", "--out", str(tmp_path / "sw"), "--data", str(tiny_corpus), "--val-size", "10", "--seeds", "20000",
+            "--no-progress"]  # fmt: skip
+    err = refused(argv, capsys, "20,000 members need about", "more than the 1.0 GiB", "--seeds")
+    assert "GiB at once" in err and not (tmp_path / "sw").exists()

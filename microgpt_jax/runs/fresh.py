@@ -73,7 +73,8 @@ def _read_init(init: str | os.PathLike) -> _Init:
         given = given / PARAMS_FILE
         if not given.is_file():
             raise UserError(f"`init` {init}: no {PARAMS_FILE} in it: pass a finished run directory or a parameter file")
-    params, meta, digest = load_params_hashed(given)  # the digest of the bytes used, not of the path read again
+    # the digest of the bytes used, not of the path read again; a run directory's file is never read through a link
+    params, meta, digest = load_params_hashed(given, follow=run_dir is None)
     source = InitSource(str(given.resolve()), digest, None if run_dir is None else str(run_dir.resolve()))
     return _Init(source, params, meta.get("config"), meta.get("tokenizer"))
 

@@ -601,3 +601,18 @@ def test_a_sweep_that_cannot_fit_is_refused_with_the_figure_and_the_limit(
             "--no-progress"]  # fmt: skip
     err = refused(argv, capsys, "20,000 members need about", "more than the 1.0 GiB", "--seeds")
     assert "GiB at once" in err and not (tmp_path / "sw").exists()
+
+
+def test_a_read_only_cache_says_so_once_not_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, cache_settings
+) -> None:
+    """A read-only cache once warned that whole programs are not kept, and then again at JAX's first write."""
+    from microgpt_jax.runtime import compile_cache, executables
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    (cache / compile_cache.EXECUTABLES).write_text("")  # cannot become the store's directory
+    real_access = os.access
+    monkeypatch.setattr(compile_cache.os, "access", lambda p, m: False if m == os.W_OK else real_access(p, m))
+    assert compile_cache.enable_compile_cache(str(cache)) == cache
+    assert executables.directory() is None and capsys.readouterr().err == ""

@@ -95,10 +95,11 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
     jax.config.update("jax_persistent_cache_enable_xla_caches", None)
     _one_line_cache_warnings(path)
     store, problem = _prepare(path / EXECUTABLES)
-    if store is None:  # JAX's cache stays on; whole programs are not kept
-        _warn(f"not keeping whole programs in {path / EXECUTABLES}: {problem}")
-    else:
+    if store is not None:
         executables.enable(store)
+    elif os.access(path, os.W_OK):  # JAX's cache stays on; whole programs are not kept
+        _warn(f"not keeping whole programs in {path / EXECUTABLES}: {problem}")
+    # (a read-only cache says so once, at JAX's first failed write: not a second line here)
     return path
 
 

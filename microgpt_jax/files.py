@@ -72,10 +72,11 @@ def _link_error(path: Path, what: str, fix: str) -> UserError:
 def open_owned(path: str | os.PathLike, flags: int, what: str, fix: str, mode: int = 0o666) -> int:
     """``os.open(path, flags)`` for a file in a folder the tool owns: a link at ``path`` is refused, not
     followed (O_NOFOLLOW), and the opened descriptor must be a regular file with one name (a hard link to a
-    file elsewhere is refused too). Returns the descriptor; every refusal or OS error is a one-line UserError."""
+    file elsewhere is refused too); O_TRUNC truncates only once those checks passed. Returns the descriptor;
+    every refusal or OS error is a one-line UserError."""
     path = Path(path)
     try:
-        fd = os.open(path, flags | _FLAGS | getattr(os, "O_NOFOLLOW", 0), mode)
+        fd = os.open(path, (flags & ~os.O_TRUNC) | _FLAGS | getattr(os, "O_NOFOLLOW", 0), mode)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise _link_error(path, what, fix) from None
@@ -87,6 +88,11 @@ def open_owned(path: str | os.PathLike, flags: int, what: str, fix: str, mode: i
         if info.st_nlink > 1:
             raise UserError(f"{what} {path} has {info.st_nlink} names (a hard link to a file elsewhere?): {fix}")
         os.set_blocking(fd, True)
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)
+    except OSError as e:
+        os.close(fd)
+        raise UserError(f"cannot write {what} {path}: {e.strerror}: {fix}") from None
     except BaseException:
         os.close(fd)
         raise

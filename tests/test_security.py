@@ -616,3 +616,12 @@ def test_a_read_only_cache_says_so_once_not_twice(
     monkeypatch.setattr(compile_cache.os, "access", lambda p, m: False if m == os.W_OK else real_access(p, m))
     assert compile_cache.enable_compile_cache(str(cache)) == cache
     assert executables.directory() is None and capsys.readouterr().err == ""
+
+
+def test_a_hard_link_is_refused_before_it_is_truncated(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.link(victim, tmp_path / "metrics.jsonl")
+    with pytest.raises(UserError, match="2 names"):
+        rundir.Metrics(tmp_path / "metrics.jsonl", append=False)  # a fresh run's metrics: opened to truncate
+    assert victim.read_text() == "precious"

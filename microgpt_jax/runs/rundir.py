@@ -128,6 +128,7 @@ def _refusal(path: Path, what: str, overwrite: bool) -> UserError | None:
 
 
 def links_message(path: Path, names: list[str]) -> str:
+    """The one-line refusal of a run or sweep directory holding the symbolic links ``names``."""
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     return (f"`out` {path} holds symbolic links ({shown}), which a run or sweep directory never holds (one could "
             "lead a write outside it): remove them or pick another `out`")  # fmt: skip
@@ -208,7 +209,6 @@ def remove_run(path: Path) -> None:
                     p.unlink()
         with contextlib.suppress(OSError):
             ck.rmdir()
-        remove_temps(ck)
     remove_temps(path)
     with contextlib.suppress(OSError):
         path.rmdir()

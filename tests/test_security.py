@@ -591,16 +591,16 @@ def test_sampling_a_file_whose_sizes_make_it_impossible_is_refused_before_it_sta
     refused(["sample", "--params", str(tmp_path / "p.safetensors")], capsys, "operations", "--num-samples")
 
 
-def test_a_sweep_that_cannot_fit_is_refused_with_the_figure_and_the_limit(
-    tmp_path: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_sweep_that_cannot_fit_is_refused_with_the_figure_and_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from microgpt_jax.config import GPTConfig, TrainConfig
     from microgpt_jax.runtime import devices
+    from microgpt_jax.training import sweep
 
     monkeypatch.setattr(devices, "available_memory", lambda: 1 << 30)  # the same check as a machine's RAM
-    argv = ["sweep", "--out", str(tmp_path / "sw"), "--data", str(tiny_corpus), "--val-size", "10", "--seeds", "20000",
-            "--no-progress"]  # fmt: skip
-    err = refused(argv, capsys, "20,000 members need about", "more than the 1.0 GiB", "--seeds")
-    assert "GiB at once" in err and not (tmp_path / "sw").exists()
+    members = sweep.grid_members(GPTConfig(vocab_size=27), TrainConfig(), {"seed": list(range(20_000))})
+    with pytest.raises(UserError, match=r"20,000 members need about .* GiB at once, more than the 1.0 GiB"):
+        sweep.check_sweep_fits(members, n_docs=1000)
+    sweep.check_sweep_fits(members[:10], n_docs=1000)  # ten fit
 
 
 def test_a_read_only_cache_says_so_once_not_twice(
@@ -625,3 +625,18 @@ def test_a_hard_link_is_refused_before_it_is_truncated(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="2 names"):
         rundir.Metrics(tmp_path / "metrics.jsonl", append=False)  # a fresh run's metrics: opened to truncate
     assert victim.read_text() == "precious"
+
+
+def test_a_million_member_sweep_is_refused_before_its_members_are_built(
+    tmp_path: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sweep --seeds 1000000 once crashed; building its members alone takes about a minute."""
+    import time
+
+    from microgpt_jax.runtime import devices
+
+    monkeypatch.setattr(devices, "available_memory", lambda: 16 << 30)
+    t0 = time.perf_counter()
+    argv = ["sweep", "--out", str(tmp_path / "sw"), "--data", str(tiny_corpus), "--seeds", "1000000"]
+    refused(argv, capsys, "1,000,000 members need at least", "more than the 16.0 GiB")
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "sw").exists()

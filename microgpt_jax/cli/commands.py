@@ -238,6 +238,7 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     if "seeds" in given:
         grid["seed"] = list(range(given["seeds"]))
     grid.setdefault("lr", [None])  # each optimizer's default lr
+    sweep.check_grid_fits(GPTConfig(), base_train, grid)  # a grid too large to build: before building it
     sweep.grid_members(GPTConfig(), base_train, grid)  # a grid point that cannot train: before the corpus is read
     on_lead(lambda: check_sweep_target(given["out"], given["overwrite"]))  # so is a directory it may not write
     with precision(base_train.x64):

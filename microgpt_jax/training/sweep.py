@@ -217,6 +217,30 @@ def sweep_bytes(members: list[Member], n_docs: int, n_devices: int = 1, shared: 
     return worst
 
 
+def check_grid_fits(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> None:
+    """``check_sweep_fits`` before any member is built (a million members take a minute to build): the grid's
+    size times the smallest member's ``step_bytes`` (its smallest model and batch, no corpus) is a lower bound
+    of what the sweep needs; a UserError with it and the limit when even that cannot fit."""
+    import math
+
+    count = math.prod(len(v) for v in grid.values())
+    batch = min(grid.get("batch_size") or [base_train.batch_size], default=base_train.batch_size)
+    smallest = None
+    for values in itertools.product(*(grid.get(k) or [getattr(base_config, k)] for k in MODEL_KEYS)):
+        try:
+            config = dataclasses.replace(base_config, **dict(zip(MODEL_KEYS, values, strict=True)))
+        except (UserError, ValueError, TypeError):  # an invalid combination: grid_members names it
+            continue
+        need = step_bytes(config, batch or 1, 0, 8 if base_train.x64 else 4)
+        smallest = need if smallest is None else min(smallest, need)
+    have = devices.available_memory()
+    if smallest is not None and count * smallest > 0.9 * have:
+        raise UserError(
+            f"the sweep's {count:,} members need at least {count * smallest / 2**30:,.1f} GiB at once, more than the "
+            f"{have / 2**30:,.1f} GiB this device has: sweep fewer members (`seeds`, fewer values) or smaller models"
+        )
+
+
 def check_sweep_fits(members: list[Member], n_docs: int, n_devices: int = 1) -> None:
     """A UserError with the estimate and the limit when a pass of the sweep cannot fit in the device's memory
     (``sweep_bytes``): before anything is compiled or written (a million members once crashed XLA)."""

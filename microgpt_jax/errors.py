@@ -1,7 +1,10 @@
 """The one exception type that reaches users: a problem they can fix, said in one line."""
 
 import sys
+import unicodedata
 from collections.abc import Callable
+
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi overrides), surrogates, line breaks
 
 
 class UserError(ValueError):
@@ -17,5 +20,13 @@ def exit_status(main: Callable[[], int]) -> int:
     try:
         return main()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal, one line: control and format characters (escape sequences, bidi
+    overrides, newlines) escaped as ``\\xNN``/``\\uNNNN``; everything else, non-ASCII letters included, as is."""
+    if text.isprintable():
+        return text
+    return "".join(repr(ch)[1:-1] if unicodedata.category(ch) in _UNSAFE else ch for ch in text)

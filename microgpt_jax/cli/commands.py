@@ -25,7 +25,7 @@ from microgpt_jax.config import (
     flag_of,
     step_configs,
 )
-from microgpt_jax.errors import UserError
+from microgpt_jax.errors import UserError, printable
 
 
 def _pick(given: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
@@ -198,7 +198,9 @@ def cmd_sample(given: dict[str, Any]) -> int:
         if given["json"]:
             print(json.dumps({"text": name, "in_training_data": None if mark is None else mark == "train"}))
         else:
-            print(f"sample {i + 1:2d}: {name}" + (f"  ({words[mark]})" if mark else ""))
+            print(
+                f"sample {i + 1:2d}: {printable(name)}" + (f"  ({words[mark]})" if mark else "")
+            )  # escapes shown, not run
     return 0
 
 
@@ -278,7 +280,8 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     """``microgpt-jax sweep``: train a grid of runs, write results.csv/json and sweep.png, print the best."""
     from microgpt_jax.corpus.load import load_corpus
     from microgpt_jax.model.dtypes import precision
-    from microgpt_jax.runs.sweep_dir import sweep_run
+    from microgpt_jax.runs.processes import on_lead
+    from microgpt_jax.runs.sweep_dir import check_sweep_target, sweep_run
     from microgpt_jax.training import sweep
 
     data = data_config(given)
@@ -287,13 +290,15 @@ def cmd_sweep(given: dict[str, Any]) -> int:
     if "seeds" in given:
         grid["seed"] = list(range(given["seeds"]))
     grid.setdefault("lr", [None])  # each optimizer's default lr
+    sweep.check_grid_fits(GPTConfig(), base_train, grid)  # a grid too large to build: before building it
     sweep.grid_members(GPTConfig(), base_train, grid)  # a grid point that cannot train: before the corpus is read
+    on_lead(lambda: check_sweep_target(given["out"], given["overwrite"]))  # so is a directory it may not write
     with precision(base_train.x64):
         corpus = load_corpus(data)
         members = sweep.grid_members(GPTConfig(vocab_size=corpus.tokenizer.vocab_size), base_train, grid)
         sweep_run(
             given["out"], members, corpus, data, devices_requested=given.get("devices"), chunk=given["chunk"],
-            save_member_params=given["save_params"], progress=not given["no_progress"],
+            save_member_params=given["save_params"], progress=not given["no_progress"], overwrite=given["overwrite"],
         )  # fmt: skip
     return 0
 

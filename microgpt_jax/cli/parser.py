@@ -324,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs, sharded over devices")
     w.add_argument("--out", required=True, help="sweep directory (results.csv, results.json, losses.npz, sweep.png)")
+    w.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the sweep results already in --out, once the new ones are complete (never other files)",
+    )
     _add_data(w)
     _add_init_variant(w)
     _add_fields(w, TrainConfig, ("x64",))

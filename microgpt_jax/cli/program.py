@@ -11,7 +11,7 @@ from typing import TextIO
 
 from microgpt_jax.cli.commands import COMMANDS, own_process_setup
 from microgpt_jax.cli.parser import CLUSTER_FLAGS, build_parser, in_flags
-from microgpt_jax.errors import UserError
+from microgpt_jax.errors import UserError, printable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = {k: v for k, v in given.items() if k not in CLUSTER_FLAGS}
             status = COMMANDS[args.command](command)
         except UserError as e:
-            print(f"error: {in_flags(str(e))}", file=sys.stderr)
+            print(f"error: {printable(in_flags(str(e)))}", file=sys.stderr)
             status = 2
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C): nothing half-written is left; a run stopped in training can be resumed "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ class Corpus:
     train_docs: Sequence[str]
     val_docs: Sequence[str]
     tokenizer: Tokenizer
+    sha256: str = ""  # of the bytes read (what a run records: hashing the path again could read another file)
 
     def encoded(self, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``encode_docs`` of both splits: (train tokens_NxT1, train n_N, val tokens_NxT1, val n_N); compact
@@ -49,9 +51,10 @@ def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
     must be its kind."""
     path = resolve_data_path(data.path)
     raw = read_regular(path, MAX_CORPUS_BYTES, "data file", "pass a text file with one document per line as `path`")
+    digest = hashlib.sha256(raw).hexdigest()
     fast = ascii_corpus(raw, data, tokenizer, path)
     if fast is not None:
-        return Corpus(path, *fast)
+        return Corpus(path, *fast, digest)
     lines = parse_lines(raw, str(path))
     del raw
     if data.lowercase:
@@ -67,7 +70,7 @@ def load_corpus(data: DataConfig, tokenizer: Tokenizer | None = None) -> Corpus:
         check_encodable(lines, tokenizer, str(path))
     docs = shuffle_docs([text for _, text in lines], data.shuffle_seed)
     train_docs, val_docs = split_docs(docs, data.val_size)
-    return Corpus(path, train_docs, val_docs, tokenizer)
+    return Corpus(path, train_docs, val_docs, tokenizer, digest)
 
 
 def _tokenizer_of(lines: Sequence[tuple[int, str]], kind: str, source: str) -> Tokenizer:

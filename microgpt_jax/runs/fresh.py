@@ -35,7 +35,6 @@ import numpy as np
 
 from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.corpus.load import Corpus, load_corpus
-from microgpt_jax.corpus.source import sha256_file
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import atomic_write_text
@@ -51,7 +50,7 @@ from microgpt_jax.runs.processes import on_lead, open_run_dir, together
 from microgpt_jax.runs.rundir import CONFIG_FILE, METRICS_FILE, PARAMS_FILE
 from microgpt_jax.runs.spec import InitSource, RunSpec
 from microgpt_jax.runtime import devices, distributed
-from microgpt_jax.storage.params import cast_params, check_params, load_params
+from microgpt_jax.storage.params import cast_params, check_params, load_params_hashed
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,9 @@ def _read_init(init: str | os.PathLike[str]) -> _Init:
         given = given / PARAMS_FILE
         if not given.is_file():
             raise UserError(f"`init` {init}: no {PARAMS_FILE} in it: pass a finished run directory or a parameter file")
-    params, meta = load_params(given)
-    source = InitSource(str(given.resolve()), sha256_file(given), None if run_dir is None else str(run_dir.resolve()))
+    # the digest of the bytes used, not of the path read again; a run directory's file is never read through a link
+    params, meta, digest = load_params_hashed(given, follow=run_dir is None)
+    source = InitSource(str(given.resolve()), digest, None if run_dir is None else str(run_dir.resolve()))
     return _Init(source, params, meta.get("config"), meta.get("tokenizer"))
 
 
@@ -229,7 +229,7 @@ def _prepare_and_train(
         raise UserError(f"`init` {init} is a {config.model} model, built by counting: it cannot be trained further")
     data = dataclasses.replace(data, path=str(corpus.path.resolve()), tokenizer=corpus.tokenizer.kind)
     spec = RunSpec(
-        config, train, data, run, sample, corpus.tokenizer, sha256_file(corpus.path),
+        config, train, data, run, sample, corpus.tokenizer, corpus.sha256,
         None if start is None else start.source, step,
     )  # fmt: skip
     with precision(train.x64):
@@ -239,6 +239,9 @@ def _prepare_and_train(
                 registry.analytic_gradient(config)  # a model without one: a UserError, before any file
             n_dev = devices.job_device_count(run.devices, train.batch_size)
             _check_fits(train, config, len(corpus.train_docs) + len(corpus.val_docs))
+            from microgpt_jax.training.sampling import check_sample_work
+
+            check_sample_work(config, sample.num_samples)  # the samples a run ends with must be possible too
             params = _initial_params(spec, start)
         if len(corpus.train_docs) == 0:
             raise UserError("no training documents left after the held-out split: lower `val_size`")

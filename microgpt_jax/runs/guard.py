@@ -16,7 +16,7 @@ import numpy as np
 from microgpt_jax.config import GPTConfig, TrainConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.files import atomic_write_text
+from microgpt_jax.files import MAX_METRICS_BYTES, MAX_PARAMS_BYTES, atomic_write_text, read_regular
 from microgpt_jax.model.dtypes import float_dtype
 from microgpt_jax.model.types import Params
 from microgpt_jax.runs.spec import InitSource
@@ -29,7 +29,7 @@ from microgpt_jax.storage.checkpoint import (
     save_checkpoint,
     sha256_hex,
 )
-from microgpt_jax.storage.params import check_params, load_params
+from microgpt_jax.storage.params import check_params, params_from_bytes
 
 if TYPE_CHECKING:
     from microgpt_jax.training.loop import ChunkReport
@@ -49,10 +49,12 @@ def truncate_metrics(run_dir: str | os.PathLike[str], step: int, steps: int) -> 
     of steps < ``step`` and val_loss lines up to ``step`` (the end-of-run one excepted), so that the resumed run
     appends each later step exactly once."""
     path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
+    if not os.path.lexists(path):
         return
+    fix = "restore it, or start the run again with `overwrite`"
+    raw = read_regular(path, MAX_METRICS_BYTES, "metrics file", fix, follow=False)
     keep = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in raw.decode("utf-8", errors="replace").splitlines():
         try:
             rec = json.loads(line)
             s = rec["step"]
@@ -269,15 +271,12 @@ def load_checkpoint(
         name = manifest.get(key)
         if not isinstance(name, str) or Path(name).name != name:
             raise UserError(f"{ck / MANIFEST}: no {key} file named: the checkpoint is corrupt; start again")
-        try:
-            raw[key] = (ck / name).read_bytes()
-        except OSError as e:
-            raise UserError(
-                f"cannot read checkpoint file {ck / name}: {e.strerror}: the checkpoint is incomplete"
-            ) from None
+        # bounded, never through a link (a FIFO or /dev/zero put there is a one-line error, not a hang)
+        raw[key] = read_regular(ck / name, MAX_PARAMS_BYTES, "checkpoint file", "the checkpoint is incomplete or "
+                                "damaged; start the run again with `overwrite`", follow=False)  # fmt: skip
         if sha256_hex(raw[key]) != manifest.get("sha256", {}).get(name):
             raise UserError(f"checkpoint file {ck / name} does not match its SHA-256 in {MANIFEST}: it was changed")
-    host_params, meta = load_params(ck / manifest["params"])
+    host_params, meta = params_from_bytes(raw["params"], "safetensors", ck / manifest["params"])  # the bytes hashed
     check_params(host_params, config, source=str(ck / manifest["params"]))
     tokenizer = as_tokenizer(tokenizer)
     if meta.get("tokenizer") != tokenizer:

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from microgpt_jax.config import GPTConfig, SampleConfig, TrainConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
+from microgpt_jax.files import MAX_METRICS_BYTES, read_regular
 from microgpt_jax.model.dtypes import float_dtype, precision
 from microgpt_jax.model.types import Params
 from microgpt_jax.runs import rundir
@@ -88,6 +89,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedModel:
     failed or mixed directory is refused with what to do about it."""
     run_dir = Path(run_dir)
     what = rundir.state(run_dir)
+    if rundir.links(run_dir):  # read nothing through a link someone else may have put there
+        raise UserError(
+            rundir.links_message(run_dir, rundir.links(run_dir)).replace("pick another `out`", "train it again")
+        )
     if what in ("absent", "empty", "foreign", "not-a-directory"):
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the `out` of a train run")
     spec = RunSpec.read(run_dir)
@@ -97,7 +102,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedModel:
         why = f"it diverged at step {diverged[-1]['step']}" if diverged else "it stopped before its first checkpoint"
         raise UserError(f"{run_dir} holds no trained parameters: {why}; train it again with `overwrite`")
     path = run_dir / PARAMS_FILE
-    params, meta = load_params(path)
+    params, meta = load_params(path, follow=False)
     if meta.get("run_id") not in (None, spec.digest()) or meta.get("tokenizer", spec.tokenizer) != spec.tokenizer:
         raise UserError(f"{path} is not the parameters of the run in {run_dir / CONFIG_FILE}: the directory mixes "
                         "two runs; train it again with `overwrite`")  # fmt: skip
@@ -109,7 +114,10 @@ def _metric_lines(run_dir: Path) -> list[dict[str, Any]]:
     """metrics.jsonl's records (lines that do not parse are skipped)."""
     out = []
     path = run_dir / METRICS_FILE
-    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    raw = b""
+    if os.path.lexists(path):
+        raw = read_regular(path, MAX_METRICS_BYTES, "metrics file", "train the run again", follow=False)
+    text = raw.decode("utf-8", errors="replace")
     for line in text.splitlines():
         try:
             rec = json.loads(line)

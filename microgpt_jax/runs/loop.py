@@ -16,7 +16,7 @@ import numpy as np
 from microgpt_jax.config import GPTConfig, SampleConfig
 from microgpt_jax.corpus.load import Corpus
 from microgpt_jax.corpus.tokenizer import Tokenizer
-from microgpt_jax.errors import UserError
+from microgpt_jax.errors import UserError, printable
 from microgpt_jax.model import registry
 from microgpt_jax.model.dtypes import precision
 from microgpt_jax.model.types import Params
@@ -89,7 +89,7 @@ def finish_run(result: RunResult, rd: rundir.RunDir, guard: RunGuard, log: Log) 
         what = "names" if result.tokenizer.kind == "char" else "sentences"
         log(f"--- inference (sampled {what}, {sampling_label(spec.sample)}) ---")
         for i, name in enumerate(result.samples):
-            log(f"sample {i + 1:2d}: {name}")
+            log(f"sample {i + 1:2d}: {printable(name)}")
     if guard.signum is not None:  # after the last step: the run is complete, the samples are what was skipped
         result.signal = guard.signum
         log(f"{guard.signal_name()} after the last step: the run is complete in {rd.target}/ (samples skipped: "

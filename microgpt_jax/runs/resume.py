@@ -11,7 +11,6 @@ import numpy as np
 
 from microgpt_jax.config import RunConfig, SampleConfig
 from microgpt_jax.corpus.load import load_corpus
-from microgpt_jax.corpus.source import sha256_file
 from microgpt_jax.errors import UserError
 from microgpt_jax.files import atomic_write_text
 from microgpt_jax.model.dtypes import precision
@@ -57,7 +56,7 @@ def _resume(out: Path, spec: RunSpec, run: RunConfig | None, sample: SampleConfi
     on_lead(lambda: _need_checkpoint(out))
     # a fine-tuned run keeps its init model's tokenizer; a fresh one rebuilds it from the (unchanged) corpus
     corpus = load_corpus(spec.data, spec.tokenizer if spec.init is not None else None)
-    if sha256_file(corpus.path) != spec.data_sha256:
+    if corpus.sha256 != spec.data_sha256:  # the bytes read, not the path read again
         raise UserError(f"the data file {corpus.path} changed since {out} was started: restore it to resume")
     if corpus.tokenizer != spec.tokenizer:
         raise UserError(

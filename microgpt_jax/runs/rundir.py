@@ -1,11 +1,15 @@
 """The run directory as a transaction: one run per directory, never pieces of two, nothing else touched.
 
 A run directory holds only files a run writes (``RUN_FILES``, the checkpoint folder, a lock file and temp
-files of interrupted atomic writes). ``create`` opens one for a fresh run:
+files of interrupted atomic writes, named by ``files.temp_prefix``), and never a symbolic link: a directory
+holding one is refused, and every file in it is opened without following links (``files.open_owned``,
+``read_regular(follow=False)``), so a directory prepared by someone else cannot turn a write elsewhere.
+``create`` opens one for a fresh run:
 
 - a path that does not exist or is an empty directory becomes the run's directory;
 - a directory holding a run (finished, unfinished or failed) is refused, unless ``overwrite``: then the new
-  run is built in a sibling staging directory and replaces the old one only once it is complete;
+  run is built in a sibling staging directory and replaces the old one only once it is complete (``out``
+  itself a link is then refused: replacing acts on the directory, never on a link's target);
 - a directory holding anything else is always refused: a run never deletes or overwrites what it did not write.
 
 Writers take an exclusive lock (``fcntl.flock`` on ``.lock`` inside the directory, holding the writer's PID),
@@ -19,13 +23,22 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from microgpt_jax.config import TRAIN_ADDED_LATER
 from microgpt_jax.errors import UserError
-from microgpt_jax.storage.checkpoint import CKPT_DIR
+from microgpt_jax.files import (
+    MAX_CONFIG_BYTES,
+    MAX_METRICS_BYTES,
+    is_temp,
+    open_owned,
+    read_regular,
+    remove_temps,
+)
+from microgpt_jax.storage.checkpoint import CKPT_DIR, MANIFEST
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -37,7 +50,19 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, PARAMS_FILE)
 
 def _ours(name: str) -> bool:
     """Whether a directory entry is one a run writes (its files, checkpoint folder, lock, temp files)."""
-    return name in (*RUN_FILES, CKPT_DIR, LOCK_FILE) or (name.startswith(".") and name.endswith(".tmp"))
+    return name in (*RUN_FILES, CKPT_DIR, LOCK_FILE) or is_temp(name)
+
+
+def links(path: Path, folders: tuple[str, ...] = (CKPT_DIR,)) -> list[str]:
+    """The symbolic links in ``path`` and in its sub``folders`` (relative names): a folder the tool owns holds
+    none."""
+    found = []
+    for sub in ("", *folders):
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(path / sub if sub else path):
+                if entry.is_symlink():
+                    found.append(f"{sub}/{entry.name}" if sub else entry.name)
+    return sorted(found)
 
 
 def _foreign_in_checkpoint(path: Path) -> list[str]:
@@ -59,7 +84,7 @@ def state(path: Path) -> str:
     if not path.is_dir():
         return "not-a-directory"
     names = [p.name for p in path.iterdir()]
-    if any(not _ours(n) for n in names) or _foreign_in_checkpoint(path):
+    if any(not _ours(n) for n in names) or _foreign_in_checkpoint(path) or links(path):
         return "foreign"
     if not any(n in names for n in (*RUN_FILES, CKPT_DIR)):
         return "empty"
@@ -76,15 +101,22 @@ def _refusal(path: Path, what: str, overwrite: bool) -> UserError | None:
         return None
     if what == "not-a-directory":
         return UserError(f"`out` {path} is a file, not a directory: pick another `out`")
+    if what == "foreign" and links(path):
+        return UserError(links_message(path, links(path)))
     if what == "foreign":
         names = sorted(p.name for p in path.iterdir() if not _ours(p.name)) + _foreign_in_checkpoint(path)
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         return UserError(f"`out` {path} holds files that are not a run ({shown}): pick another `out`")
+    if overwrite and path.is_symlink():
+        return UserError(
+            f"`out` {path} is a symbolic link: `overwrite` replaces a run directory itself, never a link's target; "
+            "pass the directory it points to"
+        )
     if overwrite:
         return None
     at = ""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        manifest = json.loads((path / CKPT_DIR / "checkpoint.json").read_text(encoding="utf-8"))
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, UserError):
+        manifest = json.loads(read_regular(path / CKPT_DIR / MANIFEST, MAX_CONFIG_BYTES, "manifest", "", follow=False))
         at = f" (checkpoint at step {int(manifest['step'])} of {int(manifest['steps'])})"
     held = {
         "finished": "a finished run",
@@ -95,11 +127,21 @@ def _refusal(path: Path, what: str, overwrite: bool) -> UserError | None:
     return UserError(f"`out` {path} holds {held}: {resume}pick another `out`, or pass `overwrite` to replace it")
 
 
-def _lock(directory: Path) -> IO[str]:
-    """Take the directory's writer lock (non-blocking) and record our PID in it; refuse if another holds it."""
+def links_message(path: Path, names: list[str]) -> str:
+    """The one-line refusal of a run or sweep directory holding the symbolic links ``names``."""
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return (f"`out` {path} holds symbolic links ({shown}), which a run or sweep directory never holds (one could "
+            "lead a write outside it): remove them or pick another `out`")  # fmt: skip
+
+
+def lock(directory: Path) -> IO[str]:
+    """Take the directory's writer lock (non-blocking, the lock file opened without following a link) and
+    record our PID in it; refuse if another process holds it."""
     import fcntl
 
-    handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")
+    fd = open_owned(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, "lock file",
+                    "remove it or pick another `out`")  # fmt: skip
+    handle = open(fd, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -126,6 +168,7 @@ class RunDir:
     path: Path
     locks: list[IO[str]]
     replaces: bool = False
+    remove: Callable[[Path], None] | None = None  # deletes the old contents on commit (default: remove_run)
 
     def commit(self) -> None:
         """The run is complete: a staged run takes the target's place, and the old run's files go."""
@@ -136,18 +179,18 @@ class RunDir:
         os.replace(self.path, self.target)
         self.path = self.target
         self.replaces = False
-        remove_run(old)
+        (self.remove or remove_run)(old)
 
     def abandon(self) -> None:
         """The run failed: a staging directory with no checkpoint to resume goes (the old run stays as it was);
         a run in its own directory stays, for its metrics and the error's explanation."""
-        if self.replaces and state(self.path) != "unfinished":
-            remove_run(self.path)
+        if self.replaces and (self.remove is not None or state(self.path) != "unfinished"):
+            (self.remove or remove_run)(self.path)
 
     def close(self) -> None:
         """Release the locks (the lock files stay: they are part of the run)."""
-        for lock in self.locks:
-            lock.close()
+        for held in self.locks:
+            held.close()
         self.locks = []
 
 
@@ -166,9 +209,7 @@ def remove_run(path: Path) -> None:
                     p.unlink()
         with contextlib.suppress(OSError):
             ck.rmdir()
-    for p in path.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            p.unlink()
+    remove_temps(path)
     with contextlib.suppress(OSError):
         path.rmdir()
 
@@ -190,6 +231,8 @@ def create(out: str | os.PathLike[str], overwrite: bool = False) -> RunDir:
     but the directory and its lock, which are removed again when the run may not go there."""
     target = check_target(out, overwrite)
     replaces = state(target) not in ("absent", "empty")
+    if replaces and target.is_symlink():  # it became one since the check
+        raise _refusal(target, "finished", True) or UserError(f"`out` {target} changed: pick another `out`")
     path = target.with_name(f".{target.name}.new-{os.getpid()}") if replaces else target
     made = not path.exists()
     try:
@@ -199,13 +242,13 @@ def create(out: str | os.PathLike[str], overwrite: bool = False) -> RunDir:
     locks: list[IO[str]] = []
     try:
         if replaces:  # keep other writers out of the old run too, until it is replaced
-            locks.append(_lock(target))
-        locks.append(_lock(path))
+            locks.append(lock(target))
+        locks.append(lock(path))
         if not replaces and state(path) != "empty":  # another process got here between the check and the lock
             raise _refusal(path, state(path), overwrite) or UserError(f"{path} changed: pick another `out`")
     except (UserError, OSError) as e:
-        for lock in locks:
-            lock.close()
+        for held in locks:
+            held.close()
         if made:
             remove_run(path)
         if isinstance(e, OSError):
@@ -219,7 +262,9 @@ def open_existing(run_dir: str | os.PathLike[str]) -> RunDir:
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"{path} is not a run directory: pass the `out` of a train run to `resume`")
-    return RunDir(path, path, [_lock(path)])
+    if links(path):
+        raise UserError(links_message(path, links(path)).replace("pick another `out`", "train it again"))
+    return RunDir(path, path, [lock(path)])
 
 
 def config_digest(doc: dict[str, Any]) -> str:
@@ -242,10 +287,9 @@ class Metrics:
         self.file: BinaryIO | None = None
         if not enabled:  # a process of a multi-process job other than 0: writes nothing, syncs nothing
             return
-        try:
-            self.file = open(path, "ab" if append else "wb")
-        except OSError as e:
-            raise UserError(f"cannot write {path}: {e.strerror}: free space or fix permissions") from None
+        mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        fd = open_owned(path, mode, "metrics file", "free space, fix permissions, or remove it")
+        self.file = open(fd, "ab")
 
     def write(self, lines: list[dict[str, Any]]) -> None:
         """Append JSON lines; a full disk is one clear error."""
@@ -273,8 +317,10 @@ class Metrics:
 
 
 def describe(path: Path, size: int | None = None) -> dict[str, Any]:
-    """Length and SHA-256 of a file's first ``size`` bytes (all of it by default)."""
-    data = path.read_bytes() if path.exists() else b""
+    """Length and SHA-256 of a file's first ``size`` bytes (all of it by default; a missing file is empty),
+    read bounded and without following a link."""
+    fix = "restore it, or start the run again with `overwrite`"
+    data = read_regular(path, MAX_METRICS_BYTES, "metrics file", fix, follow=False) if os.path.lexists(path) else b""
     data = data if size is None else data[:size]
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -289,5 +335,8 @@ def restore_metrics(path: Path, recorded: dict[str, Any]) -> None:
             f"{'' if have['bytes'] < size else ', but not in content'}): it was cut or edited; restore it or "
             "start the run again with `overwrite`"
         )
-    with open(path, "r+b") as f:
-        f.truncate(size)
+    fd = open_owned(path, os.O_RDWR, "metrics file", "restore it, or start the run again with `overwrite`")
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)

@@ -12,6 +12,7 @@ from typing import Any
 from microgpt_jax.config import GUIDE_STEPS, DataConfig, GPTConfig, RunConfig, SampleConfig, TrainConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
+from microgpt_jax.files import MAX_CONFIG_BYTES, read_regular
 from microgpt_jax.runs import rundir
 from microgpt_jax.runs.rundir import CONFIG_FILE
 
@@ -99,11 +100,12 @@ class RunSpec:
     def config_text(run_dir: str | os.PathLike[str]) -> str:
         """``run_dir/config.json``'s text; a UserError when there is none to read."""
         path = Path(run_dir) / CONFIG_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the `out` of a train run")
+        raw = read_regular(path, MAX_CONFIG_BYTES, "run config", "train the run again", follow=False)
         try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, ValueError) as e:
+            return raw.decode("utf-8")
+        except ValueError as e:
             raise UserError(f"{path} is not a run config this version reads ({e}): train the run again") from None
 
     @classmethod

@@ -1,7 +1,14 @@
-"""A sweep's directory: its results (CSV, JSON, a plot), members' parameters, the best member's train command."""
+"""A sweep's directory: its results (CSV, JSON, a plot), members' parameters, the best member's train command.
+
+The directory is a transaction as a run directory is (``rundir``): a new or empty directory is used, one holding
+a sweep's results is refused unless ``overwrite`` (the new sweep is then written in a sibling staging directory
+and replaces the old one once complete; ``out`` a link is refused), one holding anything else or any symbolic
+link is always refused; the writer holds the lock in ``.lock``. All of it before the first file is written.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -18,7 +25,8 @@ import numpy as np
 from microgpt_jax.config import DataConfig, TrainConfig
 from microgpt_jax.corpus.load import Corpus
 from microgpt_jax.errors import UserError
-from microgpt_jax.files import atomic_write_bytes, atomic_write_text
+from microgpt_jax.files import atomic_write_bytes, atomic_write_text, is_temp, remove_temps
+from microgpt_jax.runs import rundir
 from microgpt_jax.runtime import distributed
 from microgpt_jax.storage.params import save_params
 from microgpt_jax.training.sweep import (
@@ -28,10 +36,125 @@ from microgpt_jax.training.sweep import (
     TRAIN_KEYS,
     Member,
     SweepResult,
+    check_sweep_fits,
     member_groups,
     run_sweep,
     sweep_mesh,
 )
+
+SWEEP_FILES = ("results.csv", "results.json", "sweep.png")
+MEMBERS = "members"
+MEMBER_FILE = "params.safetensors"
+
+
+def _member_dirs(path: Path) -> list[str]:
+    """The names in ``path``/members (empty when there is none, or it is not a real directory)."""
+    members = path / MEMBERS
+    if members.is_symlink() or not members.is_dir():
+        return []
+    return sorted(p.name for p in members.iterdir())
+
+
+def _foreign(path: Path) -> list[str]:
+    """The entries of ``path`` no sweep writes (relative names)."""
+    out = [n for n in sorted(os.listdir(path)) if n not in (*SWEEP_FILES, MEMBERS, rundir.LOCK_FILE) and not is_temp(n)]
+    members = path / MEMBERS
+    if members.is_symlink() or (members.exists() and not members.is_dir()):
+        return [*out, MEMBERS]
+    for d in _member_dirs(path):
+        sub = members / d
+        if not d.isdigit() or sub.is_symlink() or not sub.is_dir():
+            out.append(f"{MEMBERS}/{d}")
+            continue
+        out += [f"{MEMBERS}/{d}/{n}" for n in sorted(os.listdir(sub)) if n != MEMBER_FILE and not is_temp(n)]
+    return out
+
+
+def sweep_state(path: Path) -> str:
+    """What ``path`` holds: ``absent``, ``empty`` (nothing, or only a lock), ``results`` (a sweep's files),
+    ``foreign`` (anything a sweep does not write, or a link), or ``not-a-directory``."""
+    if not path.exists() and not path.is_symlink():
+        return "absent"
+    if not path.is_dir():
+        return "not-a-directory"
+    folders = (MEMBERS, *(f"{MEMBERS}/{d}" for d in _member_dirs(path)))
+    if _foreign(path) or rundir.links(path, folders):
+        return "foreign"
+    names = set(os.listdir(path))
+    return "results" if names & {*SWEEP_FILES, MEMBERS} else "empty"
+
+
+def check_sweep_target(out: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """``out`` as a path, if a sweep may be written there (the module's rules); else the UserError saying why."""
+    if not str(out).strip():
+        raise UserError("`out` is empty: name a sweep directory, e.g. `out` runs/sweep")
+    path = Path(out)
+    what = sweep_state(path)
+    if what == "not-a-directory":
+        raise UserError(f"`out` {path} is a file, not a directory: pick another `out`")
+    if what == "foreign":
+        folders = (MEMBERS, *(f"{MEMBERS}/{d}" for d in _member_dirs(path)))
+        names = rundir.links(path, folders) or _foreign(path)
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        kind = "symbolic links" if rundir.links(path, folders) else "files that are not a sweep's"
+        raise UserError(f"`out` {path} holds {kind} ({shown}): pick another `out`")
+    if what == "results" and not overwrite:
+        raise UserError(
+            f"`out` {path} holds a sweep's results: pick another `out`, or pass `overwrite` to replace them"
+        )
+    if what == "results" and path.is_symlink():
+        raise UserError(f"`out` {path} is a symbolic link: `overwrite` replaces a sweep directory itself, never a "
+                        "link's target; pass the directory it points to")  # fmt: skip
+    return path
+
+
+def remove_sweep(path: Path) -> None:
+    """Delete a sweep directory's own files and then the directory; anything else in it is left (with it)."""
+    for name in (*SWEEP_FILES, rundir.LOCK_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (path / name).unlink()
+    for d in _member_dirs(path):
+        sub = path / MEMBERS / d
+        if sub.is_dir() and not sub.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                (sub / MEMBER_FILE).unlink()
+            remove_temps(sub)
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    with contextlib.suppress(OSError):
+        (path / MEMBERS).rmdir()
+    remove_temps(path)
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def open_sweep(out: str | os.PathLike[str], overwrite: bool = False) -> rundir.RunDir:
+    """Open ``out`` for a sweep under its writer lock (a staging directory beside it when it replaces earlier
+    results; ``commit`` puts it in place). Every refusal comes before anything is written."""
+    target = check_sweep_target(out, overwrite)
+    replaces = sweep_state(target) == "results"
+    path = target.with_name(f".{target.name}.new-{os.getpid()}") if replaces else target
+    made = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the sweep directory {path}: {e.strerror}: pick another `out`") from None
+    locks = []
+    try:
+        if replaces:
+            locks.append(rundir.lock(target))
+        locks.append(rundir.lock(path))
+        if sweep_state(path) != "empty":  # another process got here between the check and the lock
+            raise UserError(f"`out` {path} changed while it was being opened: pick another `out`")
+    except (UserError, OSError) as e:
+        for held in locks:
+            held.close()
+        if made:
+            remove_sweep(path)
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write to the sweep directory {path}: {e.strerror}: pick another `out`") from None
+        raise
+    return rundir.RunDir(target, path, locks, replaces, remove=remove_sweep)
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -133,21 +256,46 @@ def sweep_run(
     save_member_params: bool = False,
     progress: bool = True,
     verbose: bool = True,
+    overwrite: bool = False,
 ) -> SweepResult:
     """``microgpt-jax sweep`` as a library call: train ``members`` on ``corpus`` and write ``out``/results.csv,
     results.json, sweep.png (and members/<id>/params.safetensors); prints the best member with the ``train``
-    command that reproduces it. Only process 0 writes and prints."""
+    command that reproduces it. Only process 0 writes and prints. ``out`` is opened as the module says: earlier
+    results are replaced only with ``overwrite``, once the new ones are complete."""
     log = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
     mesh = sweep_mesh(devices_requested)
+    check_sweep_fits(members, len(corpus.train_docs) + len(corpus.val_docs), mesh.devices.size)
     lead = jax.process_index() == 0
-    out = Path(out)
-    error = None
+    error, sd = None, None
     if lead:  # every check above this line: a bad flag leaves no directory
         try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            error = UserError(f"cannot create the sweep directory {out}: {e.strerror}: pick another --out")
+            sd = open_sweep(out, overwrite)
+        except UserError as e:
+            error = e
     distributed.check_together(error)  # every process stops here when process 0 cannot write
+    try:
+        return _sweep_in(sd, members, corpus, data, mesh, chunk, save_member_params, progress, log)
+    except BaseException:
+        if sd is not None:
+            sd.abandon()
+        raise
+    finally:
+        if sd is not None:
+            sd.close()
+
+
+def _sweep_in(
+    sd: rundir.RunDir | None,
+    members: list[Member],
+    corpus: Corpus,
+    data: DataConfig,
+    mesh: Any,
+    chunk: int,
+    save_member_params: bool,
+    progress: bool,
+    log: Any,
+) -> SweepResult:
+    """``sweep_run`` once its directory is open (``sd``: process 0's, None on the others): train, then write."""
     n_groups = len(member_groups(members))
     log(f"sweep: {len(members)} members, {n_groups} shape group(s), {mesh.devices.size} device(s)")
     t0 = time.perf_counter()
@@ -155,8 +303,9 @@ def sweep_run(
         members, corpus.train_docs, corpus.val_docs, corpus.tokenizer, mesh=mesh, chunk=chunk,
         keep_params=save_member_params, progress=progress,
     )  # fmt: skip
-    if not lead:
+    if sd is None:
         return result
+    out = sd.path
     rows = result.rows
     write_results(out, rows)
     write_losses(out / "losses.npz", result.losses)
@@ -179,5 +328,6 @@ def sweep_run(
         log("reproduce it with (the same run up to float rounding: val_loss within ~1e-4 in float32, ~1e-15 in x64):")
         log("  " + train_command(members[best["id"]], data))
     extra = ", members/<id>/params.safetensors" if save_member_params else ""
-    log(f"wrote {out}/results.csv, results.json, losses.npz, sweep.png{extra}")
+    sd.commit()
+    log(f"wrote {sd.target}/results.csv, results.json, losses.npz, sweep.png{extra}")
     return result

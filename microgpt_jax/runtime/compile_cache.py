@@ -9,10 +9,11 @@ The program turns it on; the library never does (importing it changes no JAX set
 - unset: ``$XDG_CACHE_HOME/microgpt_jax``, else ``~/.cache/microgpt_jax``.
 
 Beside JAX's entries, the subdirectory ``executables`` keeps each program whole (``executables.py``), so a
-warm run does not even trace it. The directory is created private to the user (mode 0700). Whoever can write
-a compilation cache can make the process run code of their choosing (JAX's documentation says as much), so an
-existing directory that is writable by group or others, or owned by another user, is refused: one warning
-line and the run goes on without a cache.
+warm run does not even trace it. The directory is created private to the user (mode 0700, whatever the umask).
+Whoever can write a compilation cache can make the process run code of their choosing (JAX's documentation says
+as much), so an existing directory that is writable by group or others, or owned by another user, or below a
+directory another user could swap, is refused (checked through descriptors, no link followed after the path is
+resolved once): one warning line and the run goes on without a cache.
 
 A cache must never fail a run. JAX already catches errors reading or writing entries (a read-only or full
 disk, a file another run is still writing) and reports each as a Python warning; this module makes the first
@@ -77,10 +78,11 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
         return None
     if path is None:
         return None
-    problem = _prepare(path)
-    if problem:
+    real, problem = _prepare(path)
+    if real is None:
         _warn(f"not using the compilation cache {path}: {problem}")
         return None
+    path = real
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_enable_compilation_cache", True)
     # every program is worth keeping: microgpt's compile in seconds, below JAX's 1 s default, and are small
@@ -92,28 +94,71 @@ def enable_compile_cache(setting: str | None = None) -> Path | None:
     # fails the compile: off, so a read-only or full cache directory cannot stop a GPU run either
     jax.config.update("jax_persistent_cache_enable_xla_caches", None)
     _one_line_cache_warnings(path)
-    problem = _prepare(path / EXECUTABLES)
-    if problem:  # JAX's cache stays on; whole programs are not kept
+    store, problem = _prepare(path / EXECUTABLES)
+    if store is not None:
+        executables.enable(store)
+    elif os.access(path, os.W_OK):  # JAX's cache stays on; whole programs are not kept
         _warn(f"not keeping whole programs in {path / EXECUTABLES}: {problem}")
-    else:
-        executables.enable(path / EXECUTABLES)
+    # (a read-only cache says so once, at JAX's first failed write: not a second line here)
     return path
 
 
-def _prepare(path: Path) -> str | None:
-    """Create ``path`` private to the user if missing; the reason it must not be used, or None if it is fine."""
+def _safe_above(st: os.stat_result) -> bool:
+    """Whether a directory above the cache is safe: root's or ours, and writable by no one else unless sticky
+    (as /tmp: there others may not rename or remove what is ours)."""
+    mine = st.st_uid in (0, os.geteuid())
+    return mine and (not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or bool(st.st_mode & stat.S_ISVTX))
+
+
+def _open_or_make(name: str, parent: int, flags: int) -> int:
+    """Open the directory ``name`` in ``parent`` (a descriptor), creating it 0700 if missing."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.stat()
+        return os.open(name, flags, dir_fd=parent)
+    except FileNotFoundError:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        except FileExistsError:  # made meanwhile: checked like any other
+            pass
+        return os.open(name, flags, dir_fd=parent)
+
+
+def _prepare(path: Path) -> tuple[Path | None, str | None]:
+    """(the directory to use, None) or (None, the reason it must not be used). ``path`` is resolved once
+    (links in it followed), then walked from / through descriptors without following any link (O_NOFOLLOW):
+    missing directories are created 0700 whatever the umask, every directory above must be root's or ours and
+    writable by no one else (unless sticky), and the cache itself ours and writable by no one else. So no other
+    user can swap a directory of the resolved path for theirs, during the run or after."""
+    real = Path(os.path.realpath(path))
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open("/", flags)
     except OSError as e:
-        return f"cannot create it ({e.strerror or e})"
-    if not stat.S_ISDIR(st.st_mode):
-        return "it is not a directory"
+        return None, f"cannot open / ({e.strerror})"
+    try:
+        parts = real.parts[1:]
+        for i, name in enumerate(parts):
+            st = os.fstat(fd)
+            if not _safe_above(st):
+                above = Path("/", *parts[:i])
+                return None, (f"{above} above it can be changed by another user (its owner or permissions), who "
+                              "could swap in a directory of theirs and make this program run their code")  # fmt: skip
+            try:
+                child = _open_or_make(name, fd, flags)
+            except OSError as e:  # a file, or a link swapped in since the path was resolved
+                return None, f"cannot create it ({e.strerror or e})"
+            os.close(fd)
+            fd = child
+        st = os.fstat(fd)
+    except OSError as e:
+        return None, f"cannot create it ({e.strerror or e})"
+    finally:
+        os.close(fd)
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-        return "it is owned by another user, who could make this program run their code"
+        return None, "it is owned by another user, who could make this program run their code"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"it is writable by group or others, who could make this program run their code (chmod 700 {path})"
-    return None
+        return None, (f"it is writable by group or others, who could make this program run their code "
+                      f"(chmod 700 {real})")  # fmt: skip
+    return real, None
 
 
 def _warn(message: str) -> None:

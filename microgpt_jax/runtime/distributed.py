@@ -18,6 +18,7 @@ collective until a timeout.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
@@ -54,20 +55,25 @@ def initialize(
         assert coordinator is not None and num_processes is not None and process_id is not None  # all(given)
         if not 0 <= process_id < num_processes:
             raise UserError(f"`process_id` {process_id} is outside 0..{num_processes - 1} (`num_processes`)")
-        if ":" not in coordinator:
-            raise UserError(f"`coordinator` {coordinator}: expected HOST:PORT (process 0's address)")
+        port = coordinator_port(coordinator)
+        if process_id == 0:
+            check_port_free(coordinator, port)
+    timeouts = _timeouts()
     import jax
 
     try:
         if all(given):
-            jax.distributed.initialize(coordinator, num_processes, process_id, **_timeouts())
+            jax.distributed.initialize(coordinator, num_processes, process_id, **timeouts)
         else:
-            jax.distributed.initialize(**_timeouts())
+            jax.distributed.initialize(**timeouts)
     except (RuntimeError, ValueError) as e:
         text = " ".join(str(e).split())
         raise UserError(f"cannot join the distributed job: {text[:400]}") from None
     _STATE["initialized"] = True
     return True
+
+
+TIMEOUT_ENV = "MICROGPT_JAX_DISTRIBUTED_TIMEOUT"
 
 
 class _Timeouts(TypedDict):
@@ -76,9 +82,50 @@ class _Timeouts(TypedDict):
 
 
 def _timeouts() -> _Timeouts:
-    """Short waits for a job that failed to form or lost a process (JAX's defaults are minutes)."""
-    seconds = int(os.environ.get("MICROGPT_JAX_DISTRIBUTED_TIMEOUT", "120"))
-    return {"initialization_timeout": seconds, "shutdown_timeout_seconds": 30}
+    """Short waits for a job that failed to form or lost a process (JAX's defaults are minutes): $TIMEOUT_ENV
+    seconds (default 120), a whole number >= 1 (a negative one would wait forever: a UserError)."""
+    text = os.environ.get(TIMEOUT_ENV, "120")
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise UserError(f"${TIMEOUT_ENV} is {text!r}: set it to a whole number of seconds >= 1 (default 120)")
+    return {"initialization_timeout": seconds, "shutdown_timeout_seconds": min(30, seconds)}
+
+
+def coordinator_port(coordinator: str) -> int:
+    """The port of ``coordinator`` (HOST:PORT, the host possibly ``[v6 address]``): a whole number in 1..65535,
+    else a one-line UserError (JAX would crash on ``:99999`` or ``:abc``)."""
+    host, sep, port = coordinator.rpartition(":")
+    if not sep or not host.strip("[]"):
+        raise UserError(f"`coordinator` {coordinator}: expected HOST:PORT (process 0's address)")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise UserError(f"`coordinator` {coordinator}: the port must be a number from 1 to 65535")
+    return int(port)
+
+
+def check_port_free(coordinator: str, port: int) -> None:
+    """Process 0 serves the job on ``port``: refuse, before joining, a port something already listens on (another
+    job's coordinator, which a second job sharing it would disrupt). Bound and released at once."""
+    import socket
+
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 here
+            continue
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed job's TIME_WAIT is no holder
+            probe.bind((address, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"`coordinator` {coordinator}: port {port} is in use on this host (another job's coordinator?): "
+                    "pick a free port, the same for every process of this job"
+                ) from None
+        finally:
+            probe.close()
 
 
 def shutdown() -> None:

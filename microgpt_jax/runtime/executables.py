@@ -9,17 +9,21 @@ $XLA_FLAGS, the backend, the device and the CPU's features. A warm run reads the
 
 Off unless ``enable`` named a directory (``compile_cache.enable_compile_cache`` does, for the program: a
 subdirectory of its private cache directory). The same warning as the compilation cache's applies: an entry is
-machine code, and whoever can write the directory can make this process run theirs. A store problem never fails
-a run: an entry that cannot be read is compiled again, one that cannot be written is not kept, and one that
-fails on its first call is deleted and the call made by jit instead. Programs over several devices or
-processes are not kept (they compile through jit as before), nor programs whose static arguments show only an
-object's address. A program compiled for the store is never written to JAX's persistent cache: an executable
-read back from there saves as one that fails to run (XLA:CPU: "Function ... not found"), so the store compiles
-its own.
+machine code, and whoever can write the directory can make this process run theirs. Each entry records the key
+it was stored under and the SHA-256 of its payload, both checked before anything in it is unpickled or loaded:
+a damaged entry (a cut, a flipped bit, another key's entry renamed) is deleted with one warning line and compiled
+again. The checksum detects damage, not forgery: only the directory's checks (``compile_cache``) keep out an
+entry written by someone else. A store problem never fails a run: an entry that cannot be read is compiled again,
+one that cannot be written is not kept, and one that fails on its first call is deleted and the call made by jit
+instead. Programs over several devices or processes are not kept (they compile through jit as before), nor programs
+whose static arguments show only an object's address. A program compiled for the store is never written to JAX's
+persistent cache: an executable read back from there saves as one that fails to run (XLA:CPU: "Function ... not
+found"), so the store compiles its own.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -34,7 +38,10 @@ from typing import Any, cast
 
 import jax
 
-FORMAT = b"microgpt-jax executable 1\n"
+from microgpt_jax.files import temp_prefix
+
+# an entry: FORMAT, the key's digest and the payload's SHA-256 (hex, a line each), the payload (a pickle)
+FORMAT = b"microgpt-jax executable 2\n"
 MAX_ENTRY_BYTES = 256 << 20  # an entry larger than this is not read (microgpt's programs are under a few MB)
 
 _state: dict[str, Any] = {"dir": None, "fingerprint": None, "listening": False}
@@ -283,20 +290,52 @@ def _compile(
     return lowered.compile()
 
 
+def _entry_payload(path: Path, digest: str) -> bytes | None:
+    """The verified payload of the entry in ``path`` (None when there is none); a ValueError saying what is wrong
+    with one that is there but damaged: not a regular file (a link is not followed, a FIFO does not block), too
+    large, of another format, cut short, stored under another key, or not matching its checksum."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        link = " (a link is never followed)" if e.errno == errno.ELOOP else ""
+        raise ValueError(f"cannot open it: {e.strerror}{link}") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
+            raise ValueError("not a regular file of at most 256 MiB")
+        head = f.read(len(FORMAT) + 130)
+        if head[: len(FORMAT)] != FORMAT:
+            raise ValueError("not an entry of this version")
+        if len(head) < len(FORMAT) + 130:
+            raise ValueError("cut short")
+        key, checksum = head[len(FORMAT) : len(FORMAT) + 64], head[len(FORMAT) + 65 : len(FORMAT) + 129]
+        if key != digest.encode() or head[len(FORMAT) + 64 :: 65] != b"\n\n":
+            raise ValueError("stored under another key")
+        payload = f.read(MAX_ENTRY_BYTES)
+    if hashlib.sha256(payload).hexdigest().encode() != checksum:
+        raise ValueError("its checksum does not match: damaged")
+    return payload
+
+
 def _read(path: Path, digest: str) -> jax.stages.Compiled | None:
-    """The executable in ``path``, or None: missing, too large, written for another key, or not loadable."""
+    """The executable in ``path``, or None: missing, or damaged (deleted, with one warning line: ``_entry_payload``
+    checks it before anything is unpickled), or not loadable."""
     from jax.experimental import serialize_executable
 
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO put there must not block
-        with open(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
-                return None
-            head = f.read(len(FORMAT) + 65)
-            if head != FORMAT + digest.encode() + b"\n":
-                return None
-            serialized, in_tree, out_tree = pickle.loads(f.read(MAX_ENTRY_BYTES))
+        payload = _entry_payload(path, digest)
+    except (OSError, ValueError) as e:
+        print(f"warning: compiled-program store: deleted the damaged entry {path.name} ({e}); compiling it again",
+              file=sys.stderr)  # fmt: skip
+        _unlink(path)
+        return None
+    if payload is None:
+        return None
+    try:
+        serialized, in_tree, out_tree = pickle.loads(payload)
         # loaded onto the default device only, which the key asks every argument to be on (by default it would be
         # loaded for every device of the backend, and a single-device program then wants a shard on each)
         device = jax.local_devices()[0]
@@ -309,12 +348,13 @@ def _write(path: Path, digest: str, compiled: jax.stages.Compiled) -> None:
     """Keep ``compiled`` in ``path`` (a temporary file renamed into place); nothing on any failure."""
     from jax.experimental import serialize_executable
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = path.with_name(f"{temp_prefix(path.name)}{threading.get_ident()}.tmp")
     try:
         blob = pickle.dumps(serialize_executable.serialize(compiled), protocol=pickle.HIGHEST_PROTOCOL)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(tmp, "xb") as f:
-            f.write(FORMAT + digest.encode() + b"\n" + blob)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with open(fd, "wb") as f:
+            f.write(FORMAT + digest.encode() + b"\n" + hashlib.sha256(blob).hexdigest().encode() + b"\n" + blob)
         os.replace(tmp, path)
     except Exception:  # a full or read-only disk, or a program this jaxlib cannot serialize: not kept
         _unlink(tmp)

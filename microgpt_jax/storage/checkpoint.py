@@ -33,8 +33,8 @@ from numpy.typing import ArrayLike
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.files import atomic_write_bytes, atomic_write_text
-from microgpt_jax.storage.params import save_params
+from microgpt_jax.files import MAX_CONFIG_BYTES, atomic_write_bytes, atomic_write_text, is_temp, read_regular
+from microgpt_jax.storage.params import params_to_bytes
 from microgpt_jax.storage.safetensors import safetensors_bytes
 
 if TYPE_CHECKING:
@@ -45,12 +45,12 @@ MANIFEST = "checkpoint.json"
 VERSION = 1
 
 
-_CKPT_FILE = re.compile(r"(params|opt_state)-\d{8}\.safetensors|\..+\.tmp|" + re.escape(MANIFEST))
+_CKPT_FILE = re.compile(r"(params|opt_state)-\d{8}\.safetensors|" + re.escape(MANIFEST))
 
 
 def is_checkpoint_file(name: str) -> bool:
-    """Whether a name in checkpoint/ is one a checkpoint writes (its files, manifest, temp files)."""
-    return _CKPT_FILE.fullmatch(name) is not None
+    """Whether a name in checkpoint/ is one a checkpoint writes (its files, manifest, this tool's temp files)."""
+    return _CKPT_FILE.fullmatch(name) is not None or is_temp(name)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -109,8 +109,11 @@ def save_checkpoint(
         raise UserError(
             f"cannot write checkpoint directory {ck}: {e.strerror}: free space or fix permissions"
         ) from None
+    if ck.is_symlink():  # a link put there would take the checkpoint's files elsewhere
+        raise UserError(f"checkpoint directory {ck} is a symbolic link, which a run directory never holds: remove it")
     params_name, opt_name = f"params-{step:08d}.safetensors", f"opt_state-{step:08d}.safetensors"
-    params_path = save_params(ck / params_name, {k: np.asarray(v) for k, v in params.items()}, config, tokenizer)
+    params_bytes = params_to_bytes({k: np.asarray(v) for k, v in params.items()}, "safetensors", config, tokenizer)
+    atomic_write_bytes(ck / params_name, params_bytes)
     opt_bytes = safetensors_bytes(opt_state_arrays(opt_state), {"format": "microgpt_jax.opt_state", "step": str(step)})
     atomic_write_bytes(ck / opt_name, opt_bytes)
     manifest = {
@@ -118,7 +121,7 @@ def save_checkpoint(
         "step": step,
         "params": params_name,
         "opt_state": opt_name,
-        "sha256": {params_name: sha256_hex(params_path.read_bytes()), opt_name: sha256_hex(opt_bytes)},
+        "sha256": {params_name: sha256_hex(params_bytes), opt_name: sha256_hex(opt_bytes)},
         **(info or {}),
     }
     atomic_write_text(ck / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -130,12 +133,14 @@ def save_checkpoint(
 
 
 def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The checkpoint manifest of a run directory, or None when it has none."""
+    """The checkpoint manifest of a run directory, or None when it has none. Read bounded, without following a
+    link; a link, a FIFO or a huge file there is a one-line UserError."""
     path = Path(run_dir) / CKPT_DIR / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    raw = read_regular(path, MAX_CONFIG_BYTES, "checkpoint manifest", "start the run again", follow=False)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(raw.decode("utf-8"))
         if not isinstance(manifest, dict) or not isinstance(manifest.get("step"), int):
             raise ValueError("no step")
     except (ValueError, OSError) as e:

@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -30,7 +30,13 @@ from numpy.typing import ArrayLike, DTypeLike
 from microgpt_jax.config import GPTConfig
 from microgpt_jax.corpus.tokenizer import Tokenizer, as_tokenizer
 from microgpt_jax.errors import UserError
-from microgpt_jax.files import MAX_PARAMS_BYTES, atomic_write_bytes, read_regular
+from microgpt_jax.files import (
+    MAX_CONFIG_BYTES,
+    MAX_JSON_PARAMS_BYTES,
+    MAX_PARAMS_BYTES,
+    atomic_write_bytes,
+    read_regular,
+)
 from microgpt_jax.model.registry import param_shapes
 from microgpt_jax.storage.safetensors import META_KEY, safetensors_bytes
 
@@ -186,44 +192,89 @@ def _json_matrix(name: str, value: object, path: Path) -> np.ndarray:
     return np.array(value, dtype=np.float64)
 
 
-def _read_npz(raw: bytes) -> tuple[dict[str, np.ndarray], Any]:
-    """The arrays of an npz archive, read without pickle and without trusting declared sizes."""
+def _npz_expected(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> tuple[Any, dict[str, tuple[int, int]] | None]:
+    """The archive's raw metadata (read first, bounded) and the shapes its config expects, or None when it carries
+    no readable config (a bad one is reported later, by ``_parse_meta``)."""
+    info = next((i for i in infos if i.filename == META_KEY + ".npy"), None)
+    if info is None:
+        return {}, None
+    if info.file_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{META_KEY} declares {info.file_size:,} bytes, over {MAX_CONFIG_BYTES:,}")
+    with zf.open(info) as member:
+        m = _npy_array(member, info, META_KEY, MAX_CONFIG_BYTES)
+    if m.shape != () or m.dtype.kind != "U":
+        raise ValueError(f"{META_KEY} is not a string")
+    meta = json.loads(str(m))
+    try:
+        config = GPTConfig.from_dict(json.loads(meta["config"]))
+        if config.model == "gpt" and config.n_layer > len(infos):  # before listing a huge config's shapes
+            return meta, None
+        return meta, param_shapes(config)
+    except (ValueError, TypeError, KeyError, RecursionError, UserError):
+        return meta, None
+
+
+def _npy_array(
+    member: IO[bytes], info: zipfile.ZipInfo, name: str, budget: int, want: tuple[int, ...] | None = None
+) -> Any:
+    """One .npy member: its header is read and checked (numbers, the shape ``want`` when given, at most ``budget``
+    bytes, exactly the size the archive declares) before any of its data is read."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    meta = name == META_KEY and dtype.kind == "U"
+    if dtype.hasobject or dtype.itemsize == 0 or not (meta or dtype.kind == "f"):
+        raise ValueError(f"{name!r} has dtype {dtype}, not floating-point numbers")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{name!r} declares shape {shape}")
+    if want is not None and tuple(shape) != want:
+        raise ValueError(f"{name!r} declares shape {tuple(shape)}, but the file's config expects {want}")
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if nbytes > budget:
+        raise ValueError(f"{name!r} declares {dtype}{list(shape)}: {nbytes:,} bytes, over the {budget:,} left")
+    if member.tell() + nbytes != info.file_size:
+        raise ValueError(f"{name!r} declares shape {shape} but its member holds {info.file_size - member.tell()} bytes")
+    data = member.read(nbytes)  # checks the CRC at the end; never more than the archive declares
+    if len(data) != nbytes or member.read(1):
+        raise ValueError(f"member {info.filename!r} does not inflate to its declared {info.file_size} bytes")
+    flat = np.frombuffer(data, dtype=dtype, count=count)
+    return flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _read_npz(raw: bytes, limit: int | None = None) -> tuple[dict[str, np.ndarray], Any]:
+    """The arrays of an npz archive, read without pickle and without trusting declared sizes: every member's
+    .npy header (dtype, shape: the file's config's when it carries one; bytes: within ``limit`` in all, default
+    ``MAX_PARAMS_BYTES``) is checked before its data is read or inflated."""
+    limit = MAX_PARAMS_BYTES if limit is None else limit
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-        declared = sum(info.file_size for info in zf.infolist())
-        if declared > MAX_PARAMS_BYTES:  # a small archive may inflate to gigabytes: refuse before inflating
-            raise ValueError(f"its members inflate to {declared:,} bytes, over {MAX_PARAMS_BYTES:,}")
-        for info in zf.infolist():
+        infos = zf.infolist()
+        declared = sum(info.file_size for info in infos)
+        if declared > limit:  # a small archive may inflate to gigabytes: refuse before inflating
+            raise ValueError(f"its members inflate to {declared:,} bytes, over {limit:,}")
+        names = set()
+        for info in infos:
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"member {info.filename!r} is not an .npy array")
+            if info.filename in names:
+                raise ValueError(f"{info.filename[: -len('.npy')]!r} appears twice")
+            names.add(info.filename)
+        meta, expected = _npz_expected(zf, infos)
+        budget = limit
+        for info in infos:
             name = info.filename[: -len(".npy")]
-            if name in arrays:
-                raise ValueError(f"{name!r} appears twice")
-            with zf.open(info) as member:  # checks the CRC; never more than the size the archive declares
-                data = member.read(info.file_size + 1)
-            if len(data) != info.file_size:
-                raise ValueError(f"member {info.filename!r} inflates to more than its declared {info.file_size} bytes")
-            f = io.BytesIO(data)
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-            if dtype.hasobject or dtype.itemsize == 0:
-                raise ValueError(f"{name!r} has dtype {dtype}, not numbers")
-            count = math.prod(shape)
-            if f.tell() + count * dtype.itemsize != len(data):
-                raise ValueError(f"{name!r} declares shape {shape} but holds {len(data) - f.tell()} bytes")
-            flat = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
-            arrays[name] = flat.reshape(shape, order="F" if fortran else "C").copy()
-    meta: Any = {}
-    if META_KEY in arrays:
-        m = arrays.pop(META_KEY)
-        if m.shape != () or m.dtype.kind != "U":
-            raise ValueError(f"{META_KEY} is not a string")
-        meta = json.loads(str(m))
+            if name == META_KEY:
+                continue
+            if expected is not None and name not in expected:
+                raise ValueError(f"unexpected {name!r} for the file's config")
+            with zf.open(info) as member:
+                arrays[name] = _npy_array(member, info, name, budget, None if expected is None else expected[name])
+            budget -= arrays[name].nbytes
     return arrays, meta
 
 
@@ -252,6 +303,9 @@ def params_from_bytes(
         except _PARSE_ERRORS as e:
             raise UserError(f"{path}: not a readable npz file ({str(e)[:200]}): re-export it") from None
     elif fmt == "json":
+        if len(raw) > MAX_JSON_PARAMS_BYTES:  # parsed, each number becomes a Python float in a list: ~16x
+            raise UserError(f"{path}: {len(raw) / 2**20:,.0f} MiB of JSON, over the {MAX_JSON_PARAMS_BYTES >> 20:,} "
+                            "MiB JSON parameters may take (parsed, ~16x that): save it as .safetensors")  # fmt: skip
         try:
             doc = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -278,15 +332,28 @@ def params_from_bytes(
     return params, meta
 
 
-def load_params(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_params(path: str | os.PathLike[str], *, follow: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load a state_dict saved by ``save_params`` (or a microgpt-style JSON state_dict) by suffix.
 
-    Returns (params, meta); meta may hold ``config``, ``tokenizer`` and ``dtype``.
-    """
+    Returns (params, meta); meta may hold ``config``, ``tokenizer`` and ``dtype``. ``follow=False``: a link at
+    ``path`` is refused (a file inside a run directory)."""
+    params, meta, _ = load_params_hashed(path, follow=follow)
+    return params, meta
+
+
+def load_params_hashed(
+    path: str | os.PathLike[str], *, follow: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    """``load_params`` and the SHA-256 of the very bytes parsed (what a run records of its init file: hashing
+    the path again could read another file swapped in meanwhile)."""
+    import hashlib
+
     path = Path(path)
     fmt = format_of(path)
-    raw = read_regular(path, MAX_PARAMS_BYTES, "parameter file", "pass a .safetensors, .npz or .json file")
-    return params_from_bytes(raw, fmt, path)
+    limit = MAX_JSON_PARAMS_BYTES if fmt == "json" else MAX_PARAMS_BYTES
+    fix = "pass a .safetensors, .npz or .json file" + (" (JSON is parsed into ~16x its size)" if fmt == "json" else "")
+    raw = read_regular(path, limit, "parameter file", fix, follow=follow)
+    return (*params_from_bytes(raw, fmt, path), hashlib.sha256(raw).hexdigest())
 
 
 def check_params(params: Mapping[str, ArrayLike], config: GPTConfig, source: str = "parameters") -> None:

@@ -35,10 +35,16 @@ def check_filters(top_k: int, top_p: float, vocab_size: int) -> tuple[int, float
     return (0 if top_k >= vocab_size else top_k), top_p
 
 
+CDF_MATMUL_MAX_V = 1024  # up to this vocabulary the CDF is a matmul with a VxV triangle (at most 4 MiB in float32)
+
+
 def _cdf(w_NxV: jax.Array) -> jax.Array:
-    """Cumulative sums of the weights along the vocabulary, as a matmul with a triangle of ones (faster than
-    cumsum on CPU)."""
+    """Cumulative sums of the weights along the vocabulary: a matmul with a triangle of ones for a vocabulary of
+    at most ``CDF_MATMUL_MAX_V`` (faster than cumsum on CPU), else cumsum, so memory stays O(N x V) (a triangle
+    for 100,000 words would be 40 GB)."""
     V = w_NxV.shape[-1]
+    if V > CDF_MATMUL_MAX_V:
+        return jnp.cumsum(w_NxV, axis=-1)
     return w_NxV @ jnp.triu(jnp.ones((V, V), w_NxV.dtype))
 
 
@@ -303,6 +309,7 @@ def sample(
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
     check_params(params, config, source="sample: params")
+    check_sample_work(config, num_samples)
     prefix_ids = encode_prefix(prefix, tokenizer, config)
     names: list[str] = []
     for i, start in enumerate(range(0, num_samples, chunk_rows(config))):
@@ -331,6 +338,29 @@ def encode_prefix(prefix: str, tokenizer: Tokenizer, config: GPTConfig) -> list[
         raise UserError(f"prefix {prefix[:60]!r} has {len(ids)} tokens: at most {config.block_size - 1} leave room "
                         f"to continue (block_size {config.block_size})")  # fmt: skip
     return ids
+
+
+MAX_SAMPLE_OPS = 1e14  # about an hour of a CPU core's arithmetic: more is refused before it starts
+
+
+def sample_ops(config: GPTConfig, num_samples: int) -> float:
+    """A rough count of the arithmetic sampling does: per sample, block_size steps, each the model's matmuls for
+    one token and attention over the whole cache (n_layer x block_size x n_embd, twice)."""
+    T, C, L, V = config.block_size, config.n_embd, config.n_layer, config.vocab_size
+    per_token = 2 * (12 * L * C * C + V * C) + 4 * L * T * C
+    return float(num_samples) * T * per_token
+
+
+def check_sample_work(config: GPTConfig, num_samples: int) -> None:
+    """A UserError when a model's sizes make sampling impossible in practice (``sample_ops`` over
+    ``MAX_SAMPLE_OPS``: a file declaring block_size 2,000,000, say), before anything is compiled."""
+    ops = sample_ops(config, num_samples)
+    if ops > MAX_SAMPLE_OPS:
+        raise UserError(
+            f"sampling {num_samples} documents of up to {config.block_size:,} tokens from this model (n_layer "
+            f"{config.n_layer}, n_embd {config.n_embd}) is about {ops:.1e} operations, over the {MAX_SAMPLE_OPS:.0e} "
+            "this runs: lower `num_samples`, or use a model with a smaller block_size"
+        )
 
 
 SAMPLE_CHUNK_BYTES = 256 << 20  # what one compiled sampling call may hold: KV caches, uniforms, tokens

@@ -48,7 +48,7 @@ from microgpt_jax.runtime import devices, distributed
 from microgpt_jax.runtime.devices import MEMBER_AXIS as AXIS
 from microgpt_jax.runtime.xla_options import YNN_MATMULS_ONLY, jit_with_cpu_options
 from microgpt_jax.training.evaluation import padded_batches
-from microgpt_jax.training.loop import Recipe, hparams_of, init_opt_state, recipe_of, train_chunk
+from microgpt_jax.training.loop import Recipe, hparams_of, init_opt_state, recipe_of, step_bytes, train_chunk
 
 MODEL_KEYS = ("n_layer", "n_embd", "n_head", "block_size")
 TRAIN_KEYS = ("optimizer", "lr", "seed", "init_std", "b1", "b2", "batch_size", "steps", "weight_decay", "schedule",
@@ -209,6 +209,56 @@ def member_groups(members: list[Member]) -> list[list[Member]]:
         key = (m.config, t.optimizer, t.schedule, t.batch_size, t.x64, t.init_zero_out, t.steps)
         groups.setdefault(key, []).append(m)
     return list(groups.values())
+
+
+def sweep_bytes(members: list[Member], n_docs: int, n_devices: int = 1, shared: bool = True) -> int:
+    """A rough upper estimate of the memory the largest pass of a sweep needs on one device: its members train
+    together, each a training step's parameters, optimizer state and activations (``loop.step_bytes``), beside
+    one copy of the corpus's tokens. ``shared`` (a CPU's devices share the machine's memory): all the pass's
+    members count; else a device's share of them."""
+    worst = 0
+    for group in member_groups(members):
+        m = group[0]
+        per_member = step_bytes(m.config, m.train.batch_size, 0, 8 if m.train.x64 else 4)
+        count = len(group) if shared else -(-len(group) // n_devices)
+        worst = max(worst, count * per_member + 4 * n_docs * (m.config.block_size + 1))
+    return worst
+
+
+def check_grid_fits(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> None:
+    """``check_sweep_fits`` before any member is built (a million members take a minute to build): the grid's
+    size times the smallest member's ``step_bytes`` (its smallest model and batch, no corpus) is a lower bound
+    of what the sweep needs; a UserError with it and the limit when even that cannot fit."""
+    import math
+
+    count = math.prod(len(v) for v in grid.values())
+    batch = min(grid.get("batch_size") or [base_train.batch_size], default=base_train.batch_size)
+    smallest = None
+    for values in itertools.product(*(grid.get(k) or [getattr(base_config, k)] for k in MODEL_KEYS)):
+        try:
+            config = dataclasses.replace(base_config, **dict(zip(MODEL_KEYS, values, strict=True)))
+        except (UserError, ValueError, TypeError):  # an invalid combination: grid_members names it
+            continue
+        need = step_bytes(config, batch or 1, 0, 8 if base_train.x64 else 4)
+        smallest = need if smallest is None else min(smallest, need)
+    have = devices.available_memory()
+    if smallest is not None and count * smallest > 0.9 * have:
+        raise UserError(
+            f"the sweep's {count:,} members need at least {count * smallest / 2**30:,.1f} GiB at once, more than the "
+            f"{have / 2**30:,.1f} GiB this device has: sweep fewer members (`seeds`, fewer values) or smaller models"
+        )
+
+
+def check_sweep_fits(members: list[Member], n_docs: int, n_devices: int = 1) -> None:
+    """A UserError with the estimate and the limit when a pass of the sweep cannot fit in the device's memory
+    (``sweep_bytes``): before anything is compiled or written (a million members once crashed XLA)."""
+    shared = jax.default_backend() == "cpu"
+    need, have = sweep_bytes(members, n_docs, n_devices, shared), devices.available_memory()
+    if need > 0.9 * have:
+        raise UserError(
+            f"the sweep's {len(members):,} members need about {need / 2**30:,.1f} GiB at once, more than the "
+            f"{have / 2**30:,.1f} GiB this device has: sweep fewer members (`seeds`, fewer values) or smaller models"
+        )
 
 
 def run_sweep(

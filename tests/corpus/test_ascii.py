@@ -100,7 +100,7 @@ def test_an_ascii_file_of_empty_lines_or_too_few_documents_is_one_line(tmp_path)
     with pytest.raises(UserError, match="no documents"):
         load_corpus(DataConfig(path=str(path), val_size=0))
     path.write_bytes(b"emma\nava\n")
-    with pytest.raises(UserError, match="--val-size 2 leaves no training documents out of 2"):
+    with pytest.raises(UserError, match="`val_size` 2 leaves no training documents out of 2"):
         load_corpus(DataConfig(path=str(path), val_size=2))
 
 

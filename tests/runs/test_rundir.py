@@ -88,7 +88,7 @@ def test_a_finished_run_is_replaced_only_with_overwrite_and_only_when_complete(
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path, tiny_corpus: Path, capsys) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    held = rundir._lock(out)  # another process writing this directory
+    held = rundir.lock(out)  # another process writing this directory
     try:
         rc, err = code_and_err(["train", "--out", str(out), *flags(tiny_corpus)], capsys)
     finally:

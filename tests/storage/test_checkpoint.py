@@ -51,9 +51,10 @@ def test_checkpoint_file_names() -> None:
     from microgpt_jax.storage.checkpoint import is_checkpoint_file
 
     for name in ("checkpoint.json", "params-00000010.safetensors", "opt_state-12345678.safetensors",
-                 ".params-00000010.safetensors.abc123.tmp"):  # fmt: skip
+                 ".params-00000010.safetensors.microgpt-jax-123-abc123.tmp"):  # fmt: skip
         assert is_checkpoint_file(name), name
-    for name in ("params.safetensors", "params-10.safetensors", "notes.txt", "checkpoint.json.bak", "x.tmp"):
+    for name in ("params.safetensors", "params-10.safetensors", "notes.txt", "checkpoint.json.bak", "x.tmp",
+                 ".params-00000010.safetensors.abc123.tmp"):  # fmt: skip
         assert not is_checkpoint_file(name), name
 
 
@@ -61,10 +62,12 @@ def test_a_checkpoint_leaves_files_it_did_not_write(tmp_path: Path) -> None:
     params, opt = state("sgd")
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "notes.txt").write_text("mine")
-    (tmp_path / "checkpoint" / ".params-00000001.safetensors.x.tmp").write_bytes(b"half")  # an interrupted write
+    (tmp_path / "checkpoint" / ".params-00000001.safetensors.x.tmp").write_bytes(b"a user's")  # not ours: kept
+    (tmp_path / "checkpoint" / ".params-00000001.safetensors.microgpt-jax-9-x.tmp").write_bytes(b"half")  # ours
     save_checkpoint(tmp_path, 5, params, opt, CONFIG, "abcd", {"steps": 100, "extra": [1, 2]})
     names = sorted(p.name for p in (tmp_path / "checkpoint").iterdir())
-    assert names == ["checkpoint.json", "notes.txt", "opt_state-00000005.safetensors", "params-00000005.safetensors"]
+    assert names == [".params-00000001.safetensors.x.tmp", "checkpoint.json", "notes.txt",
+                     "opt_state-00000005.safetensors", "params-00000005.safetensors"]  # fmt: skip
     manifest = read_manifest(tmp_path)
     assert manifest["step"] == 5 and manifest["extra"] == [1, 2] and manifest["version"] == 1
     for name in (manifest["params"], manifest["opt_state"]):

@@ -31,3 +31,10 @@ def test_the_readme_quotes_the_default_runs_held_out_loss() -> None:
     runs = _steps()
     readme = (ROOT / "README.md").read_text()
     assert f"`val_loss: {runs['Step 5 Adam']['val_nll']:.4f}`" in readme
+
+
+def test_the_guides_prose_quotes_the_table() -> None:
+    runs = _steps()
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    for label in ("Step 5 batched", "Step 5 64x4 batched", "Step 0 counting", "Step 2 batched"):
+        assert f"{runs[label]['val_nll']:.3f}" in guide, label

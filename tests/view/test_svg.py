@@ -10,6 +10,10 @@ import numpy as np
 from microgpt_jax.view import svg
 
 
+def hexcolour(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
 def test_esc_escapes_markup_and_quotes() -> None:
     out = svg.esc("<a href=\"x\">'&'</a>")
     assert "<" not in out and ">" not in out and '"' not in out and "'" not in out
@@ -26,19 +30,19 @@ def test_num_significant_digits_and_nan() -> None:
 
 def test_diverging_white_at_zero_blue_negative_red_positive() -> None:
     assert svg.diverging(0.0, 1.0) == "#ffffff"
-    assert svg.diverging(-1.0, 1.0) == "#%02x%02x%02x" % svg.BLUE
-    assert svg.diverging(1.0, 1.0) == "#%02x%02x%02x" % svg.RED
+    assert svg.diverging(-1.0, 1.0) == hexcolour(svg.BLUE)
+    assert svg.diverging(1.0, 1.0) == hexcolour(svg.RED)
     assert svg.diverging(5.0, 1.0) == svg.diverging(1.0, 1.0)  # clipped at vmax
-    r, g, b = (int(svg.diverging(-0.5, 1.0)[k : k + 2], 16) for k in (1, 3, 5))
+    r, _, b = (int(svg.diverging(-0.5, 1.0)[k : k + 2], 16) for k in (1, 3, 5))
     assert b > r  # half-way blue
-    r, g, b = (int(svg.diverging(0.5, 1.0)[k : k + 2], 16) for k in (1, 3, 5))
+    r, _, b = (int(svg.diverging(0.5, 1.0)[k : k + 2], 16) for k in (1, 3, 5))
     assert r > b  # half-way red
     assert svg.diverging(3.0, 0.0) == "#ffffff"  # no scale: white
 
 
 def test_sequential_white_to_ink() -> None:
     assert svg.sequential(0.0) == "#ffffff"
-    assert svg.sequential(1.0) == "#%02x%02x%02x" % svg.INK
+    assert svg.sequential(1.0) == hexcolour(svg.INK)
     assert svg.sequential(2.0, 4.0) != svg.sequential(4.0, 4.0)
 
 

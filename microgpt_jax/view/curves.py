@@ -16,12 +16,16 @@ MAX_POINTS = 1500  # raw points drawn per curve (a longer run is thinned; the sm
 
 
 def smooth(loss_S: np.ndarray) -> np.ndarray:
-    """The trailing mean of the last ``max(1, S // 20)`` steps (at most 100) at every step."""
+    """The trailing mean of the last ``max(1, S // 20)`` steps (at most 100) at every step; nan where that window
+    holds a non-finite loss (a diverged run's curve breaks off instead of falling to a made-up value)."""
+    loss_S = np.asarray(loss_S, np.float64)
     w = int(min(100, max(1, len(loss_S) // 20)))
-    c = np.cumsum(np.concatenate([[0.0], np.nan_to_num(loss_S, nan=0.0, posinf=0.0)]))
+    bad_S = ~np.isfinite(loss_S)
+    c = np.cumsum(np.concatenate([[0.0], np.where(bad_S, 0.0, loss_S)]))
+    nbad = np.cumsum(np.concatenate([[0], bad_S.astype(np.int64)]))
     idx = np.arange(1, len(loss_S) + 1)
     lo = np.maximum(0, idx - w)
-    return (c[idx] - c[lo]) / (idx - lo)
+    return np.where(nbad[idx] > nbad[lo], np.nan, (c[idx] - c[lo]) / (idx - lo))
 
 
 def bigram_val_loss(corpus: Corpus, block_size: int, smoothing: float = 1.0) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,7 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
         try:
             with np.load(sweep_dir / SWEEP_LOSSES, allow_pickle=False) as z:
                 losses = {int(k.removeprefix("member")): np.asarray(z[k], np.float64) for k in z.files}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             notes.append(f"{SWEEP_LOSSES} could not be read ({e}): no curves")
     else:
         notes.append(f"this sweep recorded no per-step losses ({SWEEP_LOSSES}): no curves")

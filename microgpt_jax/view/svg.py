@@ -146,7 +146,10 @@ def line_chart(
             f'<line x1="{L}" x2="{L + pw:g}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>'
             f'<text x="{L - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{num(y, 3)}</text>'
         )
-    xt = [10**k - 1 for k in range(math.floor(x0), math.ceil(x1) + 1)] if xlog else ticks(x0, x1)
+    if xlog:  # 0, 10, 100, ... inside the axis (x is drawn at log10(x + 1))
+        xt = [x for x in [0, *(10**k for k in range(1, math.floor(x1) + 1))] if x0 - 1e-9 <= fx(x) <= x1 + 1e-9]
+    else:
+        xt = ticks(x0, x1)
     for x in xt:
         parts.append(f'<text x="{px(x):.1f}" y="{T + ph + 14:g}" text-anchor="middle">{num(x, 6)}</text>')
     parts.append(

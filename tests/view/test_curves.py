@@ -31,11 +31,6 @@ def test_smooth_is_the_trailing_mean() -> None:
     assert smooth(long)[-1] == pytest.approx(long[-100:].mean())
 
 
-def test_smooth_treats_nan_as_zero_and_keeps_the_length() -> None:
-    out = smooth(np.array([1.0, math.nan, 3.0]))
-    assert out.shape == (3,) and np.all(np.isfinite(out))
-
-
 def test_references_hold_ln_v_and_the_bigram_when_known() -> None:
     (uniform,) = references(27, None)
     assert uniform["y"] == pytest.approx(math.log(27)) and "27" in uniform["name"]
@@ -77,3 +72,10 @@ def test_overlay_has_a_curve_per_run() -> None:
     html = overlay(runs, ["a<", "b"], [], "o")
     assert html.count("<polyline") == 4  # two runs, two scales
     assert "a&lt; train (smoothed)" in html and "b held-out" not in html
+
+
+def test_a_diverged_runs_smoothed_curve_breaks_off() -> None:
+    from microgpt_jax.view.curves import smooth
+
+    got = smooth(np.array([1.0, 2.0, np.nan, 3.0, np.inf, -np.inf] + [1.0] * 40))
+    assert got[0] == 1.0 and got[1] == 1.5 and np.all(np.isnan(got[2:6])) and np.all(np.isfinite(got[8:]))

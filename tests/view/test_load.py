@@ -131,3 +131,17 @@ def read_run_with_data(run_dir: Path, spec: RunSpec, corpus: Path, sha: str) -> 
     data = dataclasses.replace(spec.data, path=str(corpus))
     (run_dir / "config.json").write_text(dataclasses.replace(spec, data=data, data_sha256=sha).to_json())
     return read_run(run_dir)
+
+
+def test_a_cut_short_losses_file_is_a_note(tmp_path) -> None:
+    import io
+    import json
+
+    from microgpt_jax.view.load import read_sweep
+
+    (tmp_path / "results.json").write_text(json.dumps([{"id": 0, "val_loss": 2.0}]))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, member0=np.ones(50, np.float32))
+    (tmp_path / "losses.npz").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    sweep = read_sweep(tmp_path)
+    assert sweep["losses"] == {} and any("could not be read" in n for n in sweep["notes"])

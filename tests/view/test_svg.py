@@ -102,3 +102,13 @@ def test_scatter_skips_non_finite_points() -> None:
     out = svg.scatter([1, 2, 3], [1.0, math.nan, 2.0], ["a", "b", "c"], xlabel="x", ylabel="y", diagonal=True)
     assert out.count("<circle") == 2 and "<title>b</title>" not in out
     assert "no finite values" in svg.scatter([1], [math.nan], ["a"], xlabel="x", ylabel="y")
+
+
+def test_a_log_axis_is_labelled_in_powers_of_ten_inside_the_plot() -> None:
+    import re
+
+    from microgpt_jax.view.svg import line_chart
+
+    page = line_chart([{"xs": list(range(501)), "ys": [1.0] * 501, "colour": "#000", "name": "a"}], xlog=True)
+    labels = re.findall(r'text-anchor="middle">(\d+)</text>', page)
+    assert labels == ["0", "10", "100"]

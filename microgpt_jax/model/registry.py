@@ -2,7 +2,7 @@
 
 - ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (microgpt_jax.bigram);
 - ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (microgpt_jax.mlp);
-- ``gpt``: microgpt's transformer (microgpt_jax.gpt).
+- ``gpt``: microgpt's transformer (model/transformer.py).
 
 A ``Model`` holds each one's functions (state_dict shapes, forward over whole sequences, one-token step with
 its cache, and a hand-written ``analytic_value_and_grad`` where there is one: the MLP's, Step 1) and what it is

@@ -66,10 +66,10 @@ def hparams_of(train_config: TrainConfig, dtype: DTypeLike) -> dict[str, np.ndar
 def init_opt_state(optimizer: str | Recipe, params: Params) -> Any:
     """The optimizer's initial state (its structure does not depend on the hyperparameters).
 
-        For concrete params: numpy zeros of the shapes ``jax.eval_shape`` gives, put on the device (every optimizer
-        here starts from zeros, tests/model/test_optim.py checks it), so no program is compiled (docs/performance.md).
-        Under a transformation (jit, vmap) it is the optimizer's own init. A ``Recipe`` with weight decay makes
-        AdamW's state."""
+    For concrete params: numpy zeros of the shapes ``jax.eval_shape`` gives, put on the device (every optimizer
+    here starts from zeros, tests/model/test_optim.py checks it), so no program is compiled (docs/performance.md).
+    Under a transformation (jit, vmap) it is the optimizer's own init. A ``Recipe`` with weight decay makes
+    AdamW's state."""
     recipe = optimizer if isinstance(optimizer, Recipe) else Recipe(optimizer)
     init = make_optimizer(recipe.optimizer, 1.0, 1, weight_decay=0.0 if recipe.weight_decay else None).init
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
@@ -214,9 +214,9 @@ def step_work(batch_size: int, config: GPTConfig) -> int:
 
 def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable[..., Any], str]:
     """The training program ``train`` runs and its name in the executables store: small steps at LLVM -O2, and
-        for a short run of them also XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults
-        (why: docs/performance.md). The numbers are the same up to float rounding (which program a run gets depends
-        on its steps as well as its shapes)."""
+    for a short run of them also XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults
+    (why: docs/performance.md). The numbers are the same up to float rounding (which program a run gets depends
+    on its steps as well as its shapes)."""
     work = step_work(batch_size, config)
     if mesh is not None or work > O2_MAX_WORK:
         return train_chunk, "train_chunk"
@@ -238,8 +238,8 @@ class ChunkReport:
 
 def default_chunk(batch_size: int, config: GPTConfig) -> int:
     """Steps per compiled call: about a tenth to a few tenths of a second of work on a CPU (``step_work``),
-        1000 steps at most. Larger chunks cost fewer host round trips, smaller ones report sooner
-        (docs/performance.md). Chunking never changes a number."""
+    1000 steps at most. Larger chunks cost fewer host round trips, smaller ones report sooner
+    (docs/performance.md). Chunking never changes a number."""
     return max(1, min(1000, 50_000_000 // step_work(batch_size, config)))
 
 

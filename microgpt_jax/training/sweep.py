@@ -1,14 +1,15 @@
 """Hyperparameter sweeps: a grid of training runs as one vmapped, jitted program per shape group.
 
 Members whose parameters have the same shapes (same architecture, optimizer and batch size) train together:
-``loop.train_chunk`` is vmapped over the params/optimizer-state pytrees and over the hyperparameters
-(lr, b1, b2, eps, num_steps, weight decay, warm-up, dropout rate, seed: traced arrays, not constants), and jitted once per shape group (architecture, batch size, optimizer and
-schedule; warm-up, weight decay and dropout are in a group's program when any of its members has them:
-``group_recipe``). The member axis is sharded over every device along the ``members`` mesh axis with
-``jax.shard_map``; with one device it is plain vmap. Members cannot talk to each other, so a member that
-diverges (NaN loss) leaves the others as they are, and each member's numbers equal a ``train`` run with the
-same arguments and seed. Members that differ only in their number of steps share the compiled program but run
-as separate passes (each pass has one end step; why: docs/performance.md).
+``loop.train_chunk`` is vmapped over the params/optimizer-state pytrees and over the hyperparameters (lr, b1,
+b2, eps, num_steps, weight decay, warm-up, dropout rate, seed: traced arrays, not constants), and jitted once
+per shape group (architecture, batch size, optimizer and schedule; warm-up, weight decay and dropout are in a
+group's program when any of its members has them: ``group_recipe``). The member axis is sharded over every
+device along the ``members`` mesh axis with ``jax.shard_map``; with one device it is plain vmap. Members cannot
+talk to each other, so a member that diverges (NaN loss) leaves the others as they are, and each member's
+numbers equal a ``train`` run with the same arguments and seed. Members that differ only in their number of
+steps share the compiled program but run as separate passes (each pass has one end step; why:
+docs/performance.md).
 
 Multi-process: ``distributed.initialize`` on every process before ``run_sweep``; the mesh spans
 ``jax.devices()`` (every process's devices; a ``devices`` count that leaves a process out is refused), inputs
@@ -113,7 +114,7 @@ _to_host = distributed.to_host  # the whole value of a global array on this host
 @cache
 def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh) -> Callable[..., Any]:
     """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
-        On CPU only the matmuls go to YNNPACK (see xla_options)."""
+    On CPU only the matmuls go to YNNPACK (see xla_options)."""
     step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
     vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
 
@@ -126,8 +127,8 @@ def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: in
 def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable[..., Any]:
     """Jitted (sum of NLL, token count) per member over one batch of documents.
 
-        Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
-        per sweep and this is the very program ``evaluation.evaluate`` runs."""
+    Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
+    per sweep and this is the very program ``evaluation.evaluate`` runs."""
 
     def per_device(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jax.lax.map(lambda p: nll_sum(p, tokens_NxT1, n_N, config), params)
@@ -138,7 +139,7 @@ def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable[..., Any]:
 
 def init_members(train_configs: Sequence[TrainConfig], config: GPTConfig, dtype: DTypeLike) -> dict[str, np.ndarray]:
     """Stacked initial params, member i's ``init_params(jax.random.key(seed_i), config, init_std_i, ...)``, made
-        one member at a time exactly as ``train`` makes them (a vmapped init compiles far slower than it runs)."""
+    one member at a time exactly as ``train`` makes them (a vmapped init compiles far slower than it runs)."""
     trees = [init_params(jax.random.key(tc.seed), config, tc.init_std, tc.init_zero_out, dtype) for tc in train_configs]
     return _stack(trees)
 
@@ -223,8 +224,8 @@ def sweep_bytes(members: list[Member], n_docs: int, n_devices: int = 1, shared: 
 
 def check_grid_fits(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> None:
     """``check_sweep_fits`` before any member is built (a large grid is slow to build): the grid's size times the
-        smallest member's ``step_bytes`` (its smallest model and batch, no corpus) is a lower bound of what the
-        sweep needs; a UserError with it and the limit when even that cannot fit."""
+    smallest member's ``step_bytes`` (its smallest model and batch, no corpus) is a lower bound of what the
+    sweep needs; a UserError with it and the limit when even that cannot fit."""
     import math
 
     count = math.prod(len(v) for v in grid.values())
@@ -247,7 +248,7 @@ def check_grid_fits(base_config: GPTConfig, base_train: TrainConfig, grid: dict[
 
 def check_sweep_fits(members: list[Member], n_docs: int, n_devices: int = 1) -> None:
     """A UserError with the estimate and the limit when a pass of the sweep cannot fit in the device's memory
-        (``sweep_bytes``), before anything is compiled or written."""
+    (``sweep_bytes``), before anything is compiled or written."""
     shared = jax.default_backend() == "cpu"
     need, have = sweep_bytes(members, n_docs, n_devices, shared), devices.available_memory()
     if need > 0.9 * have:
@@ -271,8 +272,8 @@ def run_sweep(
 ) -> SweepResult:
     """Train every member; groups run one after another, each group's members together on ``mesh``.
 
-        Each member starts from ``init_params(jax.random.key(seed), ...)`` exactly as ``train`` does, so its
-        losses and val_loss equal a ``train`` run with the same arguments. Returns rows in member order.
+    Each member starts from ``init_params(jax.random.key(seed), ...)`` exactly as ``train`` does, so its
+    losses and val_loss equal a ``train`` run with the same arguments. Returns rows in member order.
     """
     from tqdm import tqdm
 

@@ -83,7 +83,7 @@ def version() -> str:
 
 
 class _Version(argparse.Action):
-    """``--version``, looked up only when asked for (importlib.metadata costs every other command ~30 ms)."""
+    """``--version``, looked up only when asked for (importlib.metadata would slow every other command)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)

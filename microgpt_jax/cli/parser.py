@@ -1,4 +1,4 @@
-"""The ``microgpt-jax`` command line: it parses flags into configs and calls the library (``run``, ``sweep``).
+"""The ``microgpt-jax`` command line's parser; ``cli/commands.py`` turns its flags into configs and calls the library.
 
 Flags, their defaults and their help come from the config dataclasses (``config.py``). A flag the user did
 not give is absent from the parsed namespace (argparse.SUPPRESS), so the configs' own defaults apply and

@@ -1,7 +1,7 @@
 """The progression's models behind one registry, chosen by ``config.model``: the one place that dispatches.
 
-- ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (microgpt_jax.bigram);
-- ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (microgpt_jax.mlp);
+- ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (model/bigram.py);
+- ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (model/mlp.py);
 - ``gpt``: microgpt's transformer (model/transformer.py).
 
 A ``Model`` holds each one's functions (state_dict shapes, forward over whole sequences, one-token step with
@@ -9,7 +9,7 @@ its cache, and a hand-written ``analytic_value_and_grad`` where there is one: th
 not: ``counted`` models are built by counting, not by gradient steps, and ``unused`` names the config fields it
 ignores (the command line refuses them; ``unused_fields`` adds what depends on the recipe). ``param_shapes``,
 ``init_params``, ``forward``, ``init_cache`` and ``forward_step`` below work for every model; loss,
-training, evaluation, sampling and io call these.
+training, evaluation, sampling and storage call these.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ jaxlib, optax and numpy, every JAX setting, $XLA_FLAGS, the backend, the device 
 Off unless ``enable`` named a directory (``compile_cache.enable_compile_cache`` does, for the program). An entry
 is machine code: the caller vouches for the directory (docs/security.md). Each entry's key and payload SHA-256
 are checked before anything is unpickled; a damaged entry is deleted with one warning line and compiled again.
-A store problem never fails a run. Programs over several devices or processes, and programs whose static
-arguments show only an object's address, are not kept. A program compiled for the store is kept out of JAX's
-persistent cache: an executable read back from there saves as one that fails to run (XLA:CPU: "Function ...
-not found").
+A store problem never fails a run: an entry that cannot be read is compiled again, one that cannot be written is
+not kept, and one that fails on its first call is deleted and the call made by jit instead. Programs over several
+devices or processes, and programs whose static arguments show only an object's address, are not kept. A program
+compiled for the store is kept out of JAX's persistent cache: an executable read back from there saves as one
+that fails to run (XLA:CPU: "Function ... not found").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Parameter files in and out (safetensors, npz, microgpt-style JSON) and atomic writes.
+"""Parameter files in and out (safetensors, npz, microgpt-style JSON), written atomically (``files``).
 
 Every file holds the state_dict under microgpt's names, each matrix (nout, nin), plus metadata: the model
 config, the tokenizer (``vocab``: ``{"kind": "char" | "word", "vocab": [entries]}``; files written before the

@@ -28,7 +28,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def gpt_with_attention(params: dict[str, Any], tokens_T: np.ndarray, config: GPTConfig) -> tuple[np.ndarray, ...]:
-    """The GPT's forward (``gpt.gpt`` without dropout) over one sequence, in float64, returning its attention
+    """The GPT's forward (``transformer.gpt`` without dropout) over one sequence, in float64, returning its attention
     weights too: ``(logits_TxV, weights_LxHxTxT)``; each weights row is a softmax over the positions up to its
     own."""
     w = {k: np.asarray(v, np.float64) for k, v in params.items()}

@@ -139,7 +139,7 @@ def num_params(params: Params) -> int:
 
 def forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig, dropout: Dropout | None = None) -> jax.Array:
     """Next-token logits at every position of a batch of sequences: (B, T) int tokens -> (B, T, V). ``dropout``
-    (``gpt.dropout_fn``, training only) is the GPT's; the other models have none."""
+    (``transformer.dropout_fn``, training only) is the GPT's; the other models have none."""
     if dropout is None:
         return get(config).forward(params, tokens_BxT, config)
     if config.model != "gpt":

@@ -59,13 +59,12 @@ def cache_dir(setting: str | None = None) -> Path | None:
 def enable_compile_cache(setting: str | None = None) -> Path | None:
     """Turn on JAX's persistent compilation cache for this process; return the directory in use, or None.
 
-    ``setting`` (default ``$MICROGPT_JAX_CACHE``) is resolved by ``cache_dir``. The directory is created with
-    mode 0700 if missing; one that is not a directory, is owned by another user or is writable by group or
-    others is refused with one ``warning:`` line on stderr (None is returned, JAX's settings are left as they
-    were and no whole program is kept). Cheap: sets JAX config values only, no backend is started. Call it
-    before the first compilation; a later call does not move a cache JAX has already opened. Whole programs are
-    kept in its ``executables`` subdirectory (``executables.py``) while it is on (a subdirectory that fails the
-    same checks: a warning line, and JAX's cache alone)."""
+    ``setting`` (default ``$MICROGPT_JAX_CACHE``) is resolved by ``cache_dir``. A directory that fails the
+    module's checks is refused with one ``warning:`` line on stderr (None is returned, JAX's settings are left
+    as they were and no whole program is kept). Sets JAX config values only; no backend is started. Call it
+    before the first compilation: a later call does not move a cache JAX has already opened. Whole programs are
+    kept in its ``executables`` subdirectory while it is on (one that fails the same checks: a warning line, and
+    JAX's cache alone)."""
     executables.enable(None)
     try:
         path = cache_dir(setting)

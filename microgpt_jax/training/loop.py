@@ -283,7 +283,7 @@ def train(
         opt_state = init_opt_state(recipe, params)
     chunk = max(1, min(chunk or default_chunk(tc.batch_size, config), tc.steps))
     # on the device once; device_put of a host array is a copy, where jnp.asarray compiles a program for it
-    if isinstance(tokens_NxT1, jax.Array):  # already on the device (runs/loop.py puts the corpus there itself)
+    if isinstance(tokens_NxT1, jax.Array):  # already on the device (runs/loop.py puts a large corpus there itself)
         tokens_dev, n_dev = tokens_NxT1, jax.device_put(n_N)
     else:
         tokens_dev, n_dev = jax.device_put(np.asarray(tokens_NxT1)), jax.device_put(np.asarray(n_N))

@@ -2,10 +2,10 @@
 (``deterministic_xla_flags``).
 
 Each program picks, on CPU, which operations XLA hands to the YNNPACK library ("YNN fusions": none for
-sampling, only the matmuls for a sweep), LLVM -O2 instead of -O3 for small programs (``O2``), and for a short
-run of small training steps XLA's quicker-compiling loop emitters (``FAST_COMPILE``). Each choice was measured:
-see docs/performance.md. Options change no number beyond float rounding; a jaxlib that lacks an option gets
-the plain program.
+sampling, only the matmuls for a sweep), LLVM -O2 instead of -O3 for small programs (``O2``), and XLA's
+quicker-compiling loop emitters (``FAST_COMPILE``) for the short-lived ones: a short run of small training
+steps, evaluation, sampling a few rows. Each choice was measured: see docs/performance.md. Options change no
+number beyond float rounding; a jaxlib that lacks an option gets the plain program.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any, TypeGuard
 
 from microgpt_jax.errors import UserError
 
-MODELS = ("gpt", "mlp", "bigram")  # the progression's models (microgpt_jax.models holds their functions)
+MODELS = ("gpt", "mlp", "bigram")  # the progression's models (model/registry.py dispatches to their functions)
 OPTIMIZERS = ("adam", "sgd")
 TOKENIZERS = (
     "char",

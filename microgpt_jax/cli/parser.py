@@ -1,4 +1,4 @@
-"""The ``microgpt-jax`` command line: it parses flags into configs and calls the library (``run``, ``sweep``).
+"""The ``microgpt-jax`` command line's parser; ``cli/commands.py`` turns its flags into configs and calls the library.
 
 Flags, their defaults and their help come from the config dataclasses (``config.py``). A flag the user did
 not give is absent from the parsed namespace (argparse.SUPPRESS), so the configs' own defaults apply and
@@ -83,7 +83,7 @@ def version() -> str:
 
 
 class _Version(argparse.Action):
-    """``--version``, looked up only when asked for (importlib.metadata costs every other command ~30 ms)."""
+    """``--version``, looked up only when asked for (importlib.metadata would slow every other command)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)

@@ -60,10 +60,10 @@ _WATCHERS = ("cProfile", "profile", "coverage", "pdb", "pyinstrument", "line_pro
 
 
 def _exit_now(status: int) -> None:
-    """End the program without the interpreter's teardown of JAX's modules and runtime (~0.25 s here, about a
-    sixth of a warm ``train``), where nothing can be lost by it: no thread but the main one is still running
-    (the files a command writes are closed and renamed into place before it returns), the exit handlers run and
-    the standard streams are flushed. It returns, and Python exits as usual, without JAX loaded, under a
+    """End the program without the interpreter's teardown of JAX's modules and runtime (a noticeable part of a
+    warm ``train``: docs/performance.md), where nothing can be lost by it: no thread but the main one is still
+    running (the files a command writes are closed and renamed into place before it returns), the exit handlers
+    run and the standard streams are flushed. It returns, and Python exits as usual, without JAX loaded, under a
     profiler, debugger or coverage tool (they write their results at exit), with $MICROGPT_JAX_FULL_EXIT set,
     or when flushing a stream fails other than by a closed pipe (a full disk must not exit 0)."""
     import atexit

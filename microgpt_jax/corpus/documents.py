@@ -1,12 +1,11 @@
-"""The corpus: find or download it, read documents, shuffle, split and tokenize them (``load_corpus``).
+"""Corpus documents: read, shuffle, split and encode them (``load_corpus``, in ``corpus/load.py``, puts it together).
 
-``Tokenizer`` (characters or words) lives in ``microgpt_jax.tokenizer`` and is re-exported here.
+``Tokenizer`` (characters or words) lives in ``corpus/tokenizer.py`` and is re-exported here. Where the corpus
+file comes from (a path, $MICROGPT_JAX_DATA, or the names.txt that ships in ``corpus/``) is ``corpus/source.py``.
 
-An ASCII corpus with the character tokenizer (names.txt, and most large corpora people try) is read into numpy:
-the file's bytes, the byte offsets of its documents and their shuffled order, tokens encoded column by column
-into the narrowest integer type. A Python string per document (about 60 bytes of overhead each) would make a
-100 MB corpus of 13 million names take several GB; this takes a few times the file. Other corpora take the
-plain path, a list of strings. Both give the same documents, order, tokenizer and tokens.
+An ASCII corpus with the character tokenizer is read into numpy instead (``corpus/ascii.py``), so a large
+corpus takes a few times its file size in memory rather than a Python string per document. Both paths give the
+same documents, order, tokenizer and tokens.
 """
 
 from __future__ import annotations

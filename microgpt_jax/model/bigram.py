@@ -8,7 +8,8 @@ softmax is the row of probabilities), so the same loss, evaluation and sampling 
 
 ``online_bigram`` is the guide's training loop for this step: one document per step, scored under the counts so
 far and then counted, which gives a per-step loss curve; ``bigram_params`` turns its final counts into the table.
-``train --step 0`` (``TrainConfig.count`` "online") runs it; ``--model bigram`` alone counts everything at once.
+The guide's step 0 (``step_configs(0)``: ``TrainConfig.count`` "online") runs it; ``GPTConfig.model``
+"bigram" with ``count`` "all" counts every document at once.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from its own backward pass (``TrainConfig.grad``).
 
 Step 1 of the guide derives this model's gradient by hand before autograd exists, and checks it against a
 numerical one. ``analytic_value_and_grad`` is that hand-written backward pass (the only one in the package;
-``train --step 1`` trains with it, ``--step 2`` with jax.grad); ``numerical_gradient`` and ``gradcheck.py`` are
-the check, extended with a comparison against jax.grad.
+the guide's step 1 trains with it, ``TrainConfig.grad`` "analytic", and step 2 with jax.grad);
+``numerical_gradient`` and ``training/gradcheck.py`` are the check, extended with a comparison against jax.grad.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class Optimizer(NamedTuple):
 
 def linear_decay(lr: float | jax.Array, num_steps: int | jax.Array) -> Callable[[jax.Array], jax.Array]:
     """The schedule lr_t = lr * (1 - t / num_steps), t counted from 0."""
-    # the step count is an int32; divide in the default float (float64 under --x64, as the original)
+    # the step count is an int32; divide in the default float (float64 under x64, as the original)
     return lambda t: lr * (1 - jnp.asarray(t, jnp.result_type(float)) / num_steps)
 
 

@@ -1,15 +1,15 @@
 """The progression's models behind one registry, chosen by ``config.model``: the one place that dispatches.
 
-- ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (microgpt_jax.bigram);
-- ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (microgpt_jax.mlp);
-- ``gpt``: microgpt's transformer (microgpt_jax.gpt).
+- ``bigram`` (Step 0): a (V, V) table of counted next-token log-probabilities (model/bigram.py);
+- ``mlp`` (Step 1): next token from the current token alone through a ReLU MLP (model/mlp.py);
+- ``gpt``: microgpt's transformer (model/transformer.py).
 
 A ``Model`` holds each one's functions (state_dict shapes, forward over whole sequences, one-token step with
 its cache, and a hand-written ``analytic_value_and_grad`` where there is one: the MLP's, Step 1) and what it is
 not: ``counted`` models are built by counting, not by gradient steps, and ``unused`` names the config fields it
 ignores (the command line refuses them; ``unused_fields`` adds what depends on the recipe). ``param_shapes``,
 ``init_params``, ``forward``, ``init_cache`` and ``forward_step`` below work for every model; loss,
-training, evaluation, sampling and io call these.
+training, evaluation, sampling and storage call these.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def num_params(params: Params) -> int:
 
 def forward(params: Params, tokens_BxT: jax.Array, config: GPTConfig, dropout: Dropout | None = None) -> jax.Array:
     """Next-token logits at every position of a batch of sequences: (B, T) int tokens -> (B, T, V). ``dropout``
-    (``gpt.dropout_fn``, training only) is the GPT's; the other models have none."""
+    (``transformer.dropout_fn``, training only) is the GPT's; the other models have none."""
     if dropout is None:
         return get(config).forward(params, tokens_BxT, config)
     if config.model != "gpt":

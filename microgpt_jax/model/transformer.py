@@ -64,9 +64,8 @@ def linear(x: jax.Array, w: jax.Array) -> jax.Array:
 def qkv_weight(params: dict[str, jax.Array], layer: int) -> jax.Array:
     """attn_wq, attn_wk and attn_wv of one layer stacked into one (3C, C) matrix.
 
-    Speed, not maths: one matmul for q, k and v (and one per gradient) instead of three. On a CPU at
-    microgpt's size each XLA op costs about a microsecond of overhead whatever its size, so fewer ops is
-    faster; the params stay separate keys (the original's state_dict)."""
+    Speed, not maths: one matmul for q, k and v (and one per gradient) instead of three, as each XLA op has a
+    fixed overhead (docs/performance.md); the params stay separate keys (the original's state_dict)."""
     return jnp.concatenate([params[f"layer{layer}.attn_w{n}"] for n in "qkv"])
 
 
@@ -80,12 +79,10 @@ def attention_scores(q_BxTxHxD: jax.Array, k_BxSxHxD: jax.Array) -> jax.Array:
     """q . k for every head and every (query t, key s) pair: (B, T, H, D) x (B, S, H, D) -> (B, H, T, S).
 
     Speed, not maths: the value is the plain einsum's, bit for bit (s_q, plus a zero); what differs is the
-    gradient's route, still all jax.grad. Differentiating the plain einsum gives the keys' gradient as a
-    contraction over the score gradient's non-minor axis, which XLA:CPU runs as a slow generic dot (a quarter
-    of a batch-256 step). So q's gradient flows through s_q and k's through s_k, the same scores computed
-    transposed (B, H, S, T) behind an optimization_barrier: autodiff then transposes the score gradient into
-    a real array and the keys' gradient is an ordinary matmul. Measured on CPU: 1.2x faster training at
-    batch 256, 1.6x at 32; at batch 1, where per-op overhead rules, the extra ops cost ~4%, so it stays plain.
+    gradient's route, still all jax.grad. The plain einsum's keys' gradient is a contraction that XLA:CPU runs
+    as a slow generic dot, so q's gradient flows through s_q and k's through s_k, the same scores computed
+    transposed (B, H, S, T) behind an optimization_barrier: the keys' gradient is then an ordinary matmul.
+    Used from batch 2 up; at batch 1 the extra ops cost more than they save (figures: docs/performance.md).
     """
     if q_BxTxHxD.shape[0] == 1:
         return jnp.einsum("bthd,bshd->bhts", q_BxTxHxD, k_BxSxHxD)

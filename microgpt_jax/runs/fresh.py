@@ -1,25 +1,15 @@
 """A training run as a library: one module owns a run directory from its creation to the final samples.
 
-A run directory holds:
+``train_run`` trains (or counts) a fresh run, or fine-tunes a trained model (``init``: a run directory or a
+parameter file, whose architecture and tokenizer the run keeps); ``resume_run`` (``runs.resume``) continues an
+interrupted one bit for bit and ``load_run`` (``runs.load``) reads a finished one back. What a run directory
+holds (config.json, metrics.jsonl, checkpoint/, params.safetensors, .lock): docs/formats.md.
 
-- ``config.json``: the run described once: ``model``, ``train``, ``data`` (with the corpus's path, SHA-256
-  and tokenizer: ``vocab`` is ``{"kind": "char" | "word", "vocab": [...]}``), ``run``, ``sample``, ``init``
-  (where the parameters started from: ``{"path", "sha256", "run"}``, or null) and ``step`` (the guide's step
-  whose recipe the configs were built from, ``config.step_configs``, or null);
-- ``metrics.jsonl``: ``{"step": s, "loss": x}`` for every step (s from 0) and ``{"step": s, "val_loss": x}``
-  for every held-out evaluation (a model counted all at once has one "step", 0);
-- ``checkpoint/``: the latest checkpoint, when one was written (``checkpoint.py``);
-- ``params.safetensors``: the final state_dict with its config and vocabulary (written last).
-
-``train_run`` trains (or counts) a fresh run, or fine-tunes a trained model (``init``: a run directory or
-a parameter file, whose architecture and tokenizer the run keeps), ``resume_run`` continues an interrupted
-one bit for bit, ``load_run`` reads a finished one back. In a multi-process job (``distributed``) every process
-runs the same call: only process 0 writes the run directory and prints, the others compute beside it (a
-resume's config and checkpoint, read by process 0, are handed to them), and an error, a NaN or a signal on
-any process ends every process at the same step (they agree once per chunk). Run directories and files
-written before the word tokenizer (config.json version 2, the vocabulary a string of characters) still load
-and resume. Every check that can fail (corpus, configs, devices, the init file, the directory's state) runs
-before the first file is written. The command line is a thin layer over these.
+Every check that can fail (corpus, configs, devices, the init file, the directory's state) runs before the
+first file is written. In a multi-process job (``distributed``) every process runs the same call: only
+process 0 writes the run directory and prints, the others compute beside it, and an error, a NaN or a signal
+on any process ends every process at the same step (they agree once per chunk). Run directories and files
+from config.json version 2 (the vocabulary a string of characters) still load and resume.
 """
 
 from __future__ import annotations

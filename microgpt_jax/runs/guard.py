@@ -212,7 +212,7 @@ def resume_state(
     data_sha256: str,
     config_sha256: str | None = None,
 ) -> Checkpoint:
-    """Load a run's checkpoint for ``--resume`` and check that what it continues is what was checkpointed:
+    """Load a run's checkpoint for ``resume_run`` and check that what it continues is what was checkpointed:
     the corpus, the run's config (``config_sha256``, see ``rundir.config_digest``) and the manifest's step.
     Anything changed is a one-line refusal. (The caller restores metrics.jsonl: ``rundir.restore_metrics``
     with the manifest's record, or ``truncate_metrics`` for a checkpoint from before that record.)"""

@@ -228,11 +228,9 @@ def train_loop(
 
 class _CompileAhead:
     """Compiles the evaluation and sampling programs a run ends with on a second thread, started once training's
-    program is traced (``start``; tracing holds Python's lock, so the two would only slow each other), as it
-    begins to compile: XLA compiles with Python's lock released, so on a machine with a core to spare
-    the two compiles overlap (a cold run's wait shrinks by the shorter one); with the compilation cache filled
-    it only looks the programs up. ``wait()`` before the first evaluation or sample. Best effort: an error here
-    is left for the real call to raise."""
+    program is traced (``start``), so their compile overlaps training's where a core is free (why:
+    docs/performance.md). ``wait()`` before the first evaluation or sample. Best effort: an error here is left
+    for the real call to raise."""
 
     def __init__(self, params: Params, config: GPTConfig, n_val: int, sc: SampleConfig) -> None:
         import threading

@@ -14,7 +14,7 @@ holding one is refused, and every file in it is opened without following links (
 
 Writers take an exclusive lock (``fcntl.flock`` on ``.lock`` inside the directory, holding the writer's PID),
 so a second writer is refused with the holder's PID instead of mixing two runs. ``state`` tells readers
-(``sample``/``export --run``) whether a directory holds a complete run.
+(``load_run``) whether a directory holds a complete run.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def create(out: str | os.PathLike[str], overwrite: bool = False) -> RunDir:
 
 
 def open_existing(run_dir: str | os.PathLike[str]) -> RunDir:
-    """Open an unfinished run's directory for ``--resume``, under the writer lock."""
+    """Open an unfinished run's directory for ``resume_run``, under the writer lock."""
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"{path} is not a run directory: pass the `out` of a train run to `resume`")

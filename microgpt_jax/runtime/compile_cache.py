@@ -1,5 +1,5 @@
 """JAX's persistent compilation cache for the ``microgpt-jax`` program: compiled programs saved on disk, so a
-second run with the same shapes skips XLA's compile (seconds on a CPU).
+second run with the same shapes skips XLA's compile.
 
 The program turns it on; the library never does (importing it changes no JAX setting). Where it lives, from
 ``enable_compile_cache``'s ``setting`` or else ``$MICROGPT_JAX_CACHE``:
@@ -8,18 +8,14 @@ The program turns it on; the library never does (importing it changes no JAX set
 - a directory path (``~`` expanded): that directory;
 - unset: ``$XDG_CACHE_HOME/microgpt_jax``, else ``~/.cache/microgpt_jax``.
 
-Beside JAX's entries, the subdirectory ``executables`` keeps each program whole (``executables.py``), so a
-warm run does not even trace it. The directory is created private to the user (mode 0700, whatever the umask).
-Whoever can write a compilation cache can make the process run code of their choosing (JAX's documentation says
-as much), so an existing directory that is writable by group or others, or owned by another user, or below a
-directory another user could swap, is refused (checked through descriptors, no link followed after the path is
-resolved once): one warning line and the run goes on without a cache.
+The subdirectory ``executables`` keeps each program whole (``executables.py``). The directory is created
+private to the user (0700); one another user could write or swap is refused with one warning line and the run
+goes on without a cache (why, and what is promised: docs/security.md).
 
-A cache must never fail a run. JAX already catches errors reading or writing entries (a read-only or full
-disk, a file another run is still writing) and reports each as a Python warning; this module makes the first
-one a single ``warning:`` line on stderr and silences the rest, whatever the process's warning filters (even
-``-W error``). It also sets ``jax_raise_persistent_cache_errors`` off and turns off XLA's own GPU side caches
-(``jax_persistent_cache_enable_xla_caches``), which XLA writes itself and whose failures abort a GPU compile.
+A cache must never fail a run: the first of JAX's cache read/write warnings becomes a single ``warning:`` line
+on stderr and the rest are silenced, whatever the warning filters (even ``-W error``);
+``jax_raise_persistent_cache_errors`` is off and XLA's own GPU side caches
+(``jax_persistent_cache_enable_xla_caches``), whose failures abort a GPU compile, are turned off.
 """
 
 from __future__ import annotations
@@ -63,13 +59,12 @@ def cache_dir(setting: str | None = None) -> Path | None:
 def enable_compile_cache(setting: str | None = None) -> Path | None:
     """Turn on JAX's persistent compilation cache for this process; return the directory in use, or None.
 
-    ``setting`` (default ``$MICROGPT_JAX_CACHE``) is resolved by ``cache_dir``. The directory is created with
-    mode 0700 if missing; one that is not a directory, is owned by another user or is writable by group or
-    others is refused with one ``warning:`` line on stderr (None is returned, JAX's settings are left as they
-    were and no whole program is kept). Cheap: sets JAX config values only, no backend is started. Call it
-    before the first compilation; a later call does not move a cache JAX has already opened. Whole programs are
-    kept in its ``executables`` subdirectory (``executables.py``) while it is on (a subdirectory that fails the
-    same checks: a warning line, and JAX's cache alone)."""
+    ``setting`` (default ``$MICROGPT_JAX_CACHE``) is resolved by ``cache_dir``. A directory that fails the
+    module's checks is refused with one ``warning:`` line on stderr (None is returned, JAX's settings are left
+    as they were and no whole program is kept). Sets JAX config values only; no backend is started. Call it
+    before the first compilation: a later call does not move a cache JAX has already opened. Whole programs are
+    kept in its ``executables`` subdirectory while it is on (one that fails the same checks: a warning line, and
+    JAX's cache alone)."""
     executables.enable(None)
     try:
         path = cache_dir(setting)

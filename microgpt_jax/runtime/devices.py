@@ -1,7 +1,6 @@
-"""The device policy in one place: precision, CPU devices per core, and how many devices each job uses.
+"""The device policy in one place: CPU devices per core, and how many devices each job uses. (Precision,
+float64 or float32, lives in ``model/dtypes.py``.)
 
-- ``precision`` / ``enable_x64`` / ``float_dtype`` / ``default_float``: float64 (the original's Python floats)
-  or float32, for a block of code or for the process;
 - ``set_cpu_devices``: one JAX CPU device per core, before JAX starts (the program does this; a library
   call never changes JAX settings by itself);
 - ``device_count``: how many devices a job of ``split`` equal pieces runs on, the same rule for training
@@ -10,7 +9,8 @@
 - ``job_device_count``: ``device_count`` for a job whose mesh must reach every process of a multi-process
   job (training, sweeps): a choice that leaves a process without a device is refused up front, the same line
   on every process;
-- ``make_mesh``: the 1-D mesh of the first N devices along one named axis.
+- ``make_mesh``: the 1-D mesh of the first N devices along one named axis;
+- ``usable_cores``, ``available_memory``: the cores this process may use, the bytes the default device may hold.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def device_count(requested: int | None, split: int, *, flag: str = "`batch_size`
 
     ``requested`` None: every device when the pieces split evenly over them, else one. An explicit request
     must be 1..(devices there are) and must split the pieces evenly; anything else is a UserError naming
-    the flag to change. ``split`` 0 is a job that pads itself to any device count (a sweep)."""
+    the argument to change (``flag``, the caller's name for it). ``split`` 0 is a job that pads itself to any
+    device count (a sweep)."""
     import jax
 
     available = len(jax.devices())

@@ -7,8 +7,9 @@ everyone's by ``agree``: a tiny all-gather each process calls at the same point 
 per chunk), so every process stops at the same step with the same message instead of waiting in the next
 collective until a timeout.
 
-- ``initialize``: ``jax.distributed.initialize`` from the CLI's flags, or with no arguments where JAX finds
-  the cluster itself (SLURM, TPU pods, ``$JAX_COORDINATOR_ADDRESS``...); ``shutdown`` at exit.
+- ``initialize``: ``jax.distributed.initialize`` from a coordinator's address, the process count and this
+  process's index, or with no arguments where JAX finds the cluster itself (SLURM, TPU pods,
+  ``$JAX_COORDINATOR_ADDRESS``...); ``shutdown`` at exit.
 - ``lead`` / ``count`` / ``index``: process 0? how many processes? which one?
 - ``agree``: every process's local (error, signal) status, gathered; ``first_error`` the one to raise.
 - ``to_host``: a global array's whole value on every process (``process_allgather`` when it spans processes).

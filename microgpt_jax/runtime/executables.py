@@ -1,24 +1,18 @@
 """Compiled programs kept whole on disk, so a warm run neither traces nor lowers them.
 
-JAX's persistent compilation cache (``compile_cache``) skips XLA's compile, but a run still traces each program
-(Python, a few tenths of a second for the training step's gradient) and lowers it to find its cache entry. This
-store keeps the compiled executable itself (``jax.experimental.serialize_executable``) under a key made of
-everything the program depends on: the program's name and static arguments, its arguments' structure, shapes
-and dtypes, the source of this package, the versions of Python, JAX, jaxlib, optax and numpy, every JAX setting,
-$XLA_FLAGS, the backend, the device and the CPU's features. A warm run reads the entry and calls it.
+JAX's persistent cache (``compile_cache``) skips only XLA's compile; this store keeps the compiled executable
+itself (``jax.experimental.serialize_executable``) under a key of everything the program depends on (its name,
+static arguments, argument structure, shapes and dtypes, this package's source, the versions of Python, JAX,
+jaxlib, optax and numpy, every JAX setting, $XLA_FLAGS, the backend, the device and the CPU's features).
 
-Off unless ``enable`` named a directory (``compile_cache.enable_compile_cache`` does, for the program: a
-subdirectory of its private cache directory). The same warning as the compilation cache's applies: an entry is
-machine code, and whoever can write the directory can make this process run theirs. Each entry records the key
-it was stored under and the SHA-256 of its payload, both checked before anything in it is unpickled or loaded:
-a damaged entry (a cut, a flipped bit, another key's entry renamed) is deleted with one warning line and compiled
-again. The checksum detects damage, not forgery: only the directory's checks (``compile_cache``) keep out an
-entry written by someone else. A store problem never fails a run: an entry that cannot be read is compiled again,
-one that cannot be written is not kept, and one that fails on its first call is deleted and the call made by jit
-instead. Programs over several devices or processes are not kept (they compile through jit as before), nor programs
-whose static arguments show only an object's address. A program compiled for the store is never written to JAX's
-persistent cache: an executable read back from there saves as one that fails to run (XLA:CPU: "Function ... not
-found"), so the store compiles its own.
+Off unless ``enable`` named a directory (``compile_cache.enable_compile_cache`` does, for the program). An entry
+is machine code: the caller vouches for the directory (docs/security.md). Each entry's key and payload SHA-256
+are checked before anything is unpickled; a damaged entry is deleted with one warning line and compiled again.
+A store problem never fails a run: an entry that cannot be read is compiled again, one that cannot be written is
+not kept, and one that fails on its first call is deleted and the call made by jit instead. Programs over several
+devices or processes, and programs whose static arguments show only an object's address, are not kept. A program
+compiled for the store is kept out of JAX's persistent cache: an executable read back from there saves as one
+that fails to run (XLA:CPU: "Function ... not found").
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """JAX's default PRNG (threefry2x32, the "partitionable" bit layout) computed on the host with numpy, for the few
-small draws on the start-up path: making a key from a seed, splitting it, folding data in, the random bits of
-init's matrices and the uniforms of a few samples. On the device each of these is a threefry hash that XLA
-compiles (a few tenths of a second on a CPU) and JAX lowers again in every process; on the host they take
-microseconds and compile nothing.
+small draws on the start-up path (a key from a seed, split, fold_in, init's random bits, a few samples'
+uniforms): on the host they compile nothing (docs/performance.md).
 
-The numbers are JAX's own, exactly: ``key(seed)``, ``split``, ``fold_in``, ``bits`` and ``uniform`` here give
-what ``jax.random.key``, ``split``, ``fold_in``, ``bits`` and ``uniform`` give (tests/test_threefry.py checks them
-against JAX). ``usable()`` says whether JAX is set up the way this module assumes (the threefry implementation,
-the partitionable layout, JAX's default since 0.5); callers fall back to ``jax.random`` otherwise.
+``key(seed)``, ``split``, ``fold_in``, ``bits`` and ``uniform`` give exactly what ``jax.random``'s functions of
+the same names give (tests/runtime/test_threefry.py checks them against JAX). ``usable()`` says whether JAX is
+set up the way this module assumes (the threefry implementation, the partitionable layout); callers fall back
+to ``jax.random`` otherwise.
 
 Threefry-2x32 with 20 rounds is the counter-based generator of Salmon et al., "Parallel random numbers: as easy as
 1, 2, 3" (SC 2011): a keyed hash of a pair of 32-bit counters. Keys here are numpy uint32 arrays of shape (2,).

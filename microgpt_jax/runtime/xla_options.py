@@ -1,22 +1,11 @@
-"""XLA:CPU compiler options for the programs measured to run faster with them (other backends get none), and
-XLA's deterministic GPU ops (``deterministic_xla_flags``).
+"""XLA:CPU compiler options per program (other backends get none), and XLA's deterministic GPU ops
+(``deterministic_xla_flags``).
 
-XLA:CPU hands some operations to the YNNPACK library ("YNN fusions"): by default the matmuls and, where its
-cost model says so, reductions. At microgpt's tiny sizes the library calls can be slower than XLA's own
-loops, and which way it goes depends on the program, so each program picks, by measurement:
-
-- sampling turns YNN fusions off (the attention's reductions and softmaxes ran ~1.5-2x faster as XLA loops);
-- a sweep keeps only the matmuls (its vmapped reductions, the softmax and rmsnorm backward above all, ran
-  ~1.2x faster as XLA loops).
-
-XLA:CPU optimises its kernels with LLVM at -O3. At microgpt's sizes -O2 (``O2``) compiles in about 0.6x the
-time and its kernels ran as fast or faster (training at batch 1: ~1.2x faster; evaluation and sampling: the
-same or faster), except for large training steps (batch 256: ~7% slower), which keep -O3. That compile is
-most of what a user waits for in a short run. For a short run of small steps (``FAST_COMPILE``) XLA's older
-loop emitters (``xla_cpu_use_fusion_emitters`` off) compile the training program in about 0.65x the time again,
-and its steps ran ~10% slower than at -O2 (still faster than the default): worth it while the run is short.
-
-Options change no number beyond float rounding. A jaxlib that lacks an option gets the plain program.
+Each program picks, on CPU, which operations XLA hands to the YNNPACK library ("YNN fusions": none for
+sampling, only the matmuls for a sweep), LLVM -O2 instead of -O3 for small programs (``O2``), and XLA's
+quicker-compiling loop emitters (``FAST_COMPILE``) for the short-lived ones: a short run of small training
+steps, evaluation, sampling a few rows. Each choice was measured: see docs/performance.md. Options change no
+number beyond float rounding; a jaxlib that lacks an option gets the plain program.
 """
 
 from __future__ import annotations

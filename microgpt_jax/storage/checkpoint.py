@@ -1,18 +1,17 @@
-"""Checkpoints that resume bit-for-bit, and the host-side guard of a training run.
+"""Checkpoints that resume bit-for-bit: writing, reading and verifying ``RUN/checkpoint/``.
 
-A checkpoint is ``RUN/checkpoint/``: ``params-SSSSSSSS.safetensors`` (an ordinary parameter file, so
-``sample --params`` and ``export --params`` read it), ``opt_state-SSSSSSSS.safetensors`` (the optimizer
-state's leaves under their pytree paths) and ``checkpoint.json``, the manifest naming both files with their
-SHA-256, the step, the PRNG key and the data position. Each file is written by temp file + rename and the
-manifest goes last, so it is the commit point: a reader sees the previous complete checkpoint or the new one,
-never a mix or a half-written file. Files no manifest names are removed after each commit.
+A checkpoint is ``params-SSSSSSSS.safetensors`` (an ordinary parameter file: ``load_params`` reads it),
+``opt_state-SSSSSSSS.safetensors`` (the optimizer state's leaves under their pytree paths) and
+``checkpoint.json``, the manifest naming both files with their SHA-256, the step, the PRNG key and the data
+position. Each file is written by temp file + rename and the manifest goes last, so it is the commit point: a
+reader sees the previous complete checkpoint or the new one, never a mix or a half-written file. Files no
+manifest names are removed after each commit.
 
-Training uses no randomness after init (documents are taken in order, ``docs[step % n]``) and the optimizer
-state holds its own step count, so params + optimizer state + step is the whole state of a run: resuming
-from it replays exactly the same compiled steps as the uninterrupted run.
-
-``RunGuard`` is what ``train`` does between chunks: stop at the first non-finite loss, write checkpoints
-every N steps, and on SIGINT/SIGTERM (the handler only sets a flag) write one and stop.
+Training draws nothing after init but dropout's keys, which come from the seed and the step number; documents
+are taken in order (``docs[step % n]``) and the optimizer state holds its own step count, so params + optimizer
+state + step is the whole state of a run: resuming from it replays exactly the same compiled steps as the
+uninterrupted run. What a run does between chunks (NaN stops, checkpoint cadence, signals) is
+``runs/guard.py``'s ``RunGuard``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
-"""Parameter files in and out (safetensors, npz, microgpt-style JSON) and atomic writes.
+"""Parameter files in and out (safetensors, npz, microgpt-style JSON), written atomically (``files``).
 
 Every file holds the state_dict under microgpt's names, each matrix (nout, nin), plus metadata: the model
 config, the tokenizer (``vocab``: ``{"kind": "char" | "word", "vocab": [entries]}``; files written before the
 word tokenizer hold the characters as one string, and still load) and the dtype, so a file alone is enough to
-sample from. Round trips are
-exact: safetensors and npz hold the bits, JSON holds each number as Python's shortest repr of the float64
-that equals it (a float32 read back and cast to float32 is the same float32). Nothing is ever half-written:
-bytes go to a temp file in the same directory, then a rename. Reading never trusts the bytes: anything
-malformed is a UserError naming the file and the problem.
+sample from. Round trips are exact: safetensors and npz hold the bits, JSON holds each number as Python's
+shortest repr of the float64 that equals it (a float32 read back and cast to float32 is the same float32).
+Nothing is ever half-written: bytes go to a temp file in the same directory, then a rename. Reading never
+trusts the bytes: anything malformed is a UserError naming the file and the problem.
 """
 
 from __future__ import annotations

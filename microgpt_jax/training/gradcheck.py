@@ -115,10 +115,10 @@ class DocumentCheck:
 def check_document(
     data: DataConfig, model: GPTConfig, train: TrainConfig, check: GradCheckConfig = GradCheckConfig()
 ) -> DocumentCheck:
-    """``microgpt-jax gradcheck``: the gradient check, in float64, of the parameters a run of ``model`` and
-    ``train`` starts from (seed, init std; drawn in float64, as ``train --x64`` draws them) on training
-    document ``check.doc`` of the corpus ``data`` describes, taken whole (the guide's ``n = len(tokens) - 1``).
-    Only the MLP has a hand-written gradient: another model is a UserError."""
+    """What ``microgpt-jax gradcheck`` runs: the gradient check, in float64, of the parameters a run of ``model``
+    and ``train`` starts from (seed, init std; drawn in float64, as ``train`` draws them with ``x64``) on
+    training document ``check.doc`` of the corpus ``data`` describes, taken whole (the guide's
+    ``n = len(tokens) - 1``). Only the MLP has a hand-written gradient: another model is a UserError."""
     from microgpt_jax.corpus.load import load_corpus
     from microgpt_jax.model.init import init_params
     from microgpt_jax.model.registry import num_params

@@ -66,10 +66,10 @@ def hparams_of(train_config: TrainConfig, dtype: DTypeLike) -> dict[str, np.ndar
 def init_opt_state(optimizer: str | Recipe, params: Params) -> Any:
     """The optimizer's initial state (its structure does not depend on the hyperparameters).
 
-    Every optimizer here starts from zeros (tests/test_optim.py checks it against each one's own init), so for
-    concrete params the state is numpy zeros of the shapes ``jax.eval_shape`` gives, put on the device: no
-    program to compile (built op by op the init compiled a program per parameter shape). Under a transformation
-    (jit, vmap) it is the optimizer's own init. A ``Recipe`` with weight decay makes AdamW's state."""
+    For concrete params: numpy zeros of the shapes ``jax.eval_shape`` gives, put on the device (every optimizer
+    here starts from zeros, tests/model/test_optim.py checks it), so no program is compiled (docs/performance.md).
+    Under a transformation (jit, vmap) it is the optimizer's own init. A ``Recipe`` with weight decay makes
+    AdamW's state."""
     recipe = optimizer if isinstance(optimizer, Recipe) else Recipe(optimizer)
     init = make_optimizer(recipe.optimizer, 1.0, 1, weight_decay=0.0 if recipe.weight_decay else None).init
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
@@ -208,16 +208,15 @@ QUICK_RUN_WORK = 1 << 27  # a run's work (steps x step_work) up to which it is c
 
 
 def step_work(batch_size: int, config: GPTConfig) -> int:
-    """A training step's work, taken as B * T * n_layer * n_embd^2 (the default run: 4,096; batch 256: ~1M)."""
+    """A training step's work, taken as B * T * n_layer * n_embd^2 (the default run: 4,096)."""
     return batch_size * config.block_size * config.n_layer * config.n_embd**2
 
 
 def chunk_program(batch_size: int, config: GPTConfig, steps: int, mesh: Mesh | None) -> tuple[Callable[..., Any], str]:
-    """The training program ``train`` runs and its name in the executables store (xla_options says why): small
-    steps at LLVM -O2 (faster to compile, and as fast or faster to run), and for a short run of them (the
-    default run: 1,000 steps of 4,096, the time a step loses is a small part of the ~0.6 s of compile saved)
-    with XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults. The numbers are the same
-    up to float rounding (which program a run gets depends on its steps as well as its shapes)."""
+    """The training program ``train`` runs and its name in the executables store: small steps at LLVM -O2, and
+    for a short run of them also XLA's quicker-compiling emitters; large steps, or over a mesh, XLA's defaults
+    (why: docs/performance.md). The numbers are the same up to float rounding (which program a run gets depends
+    on its steps as well as its shapes)."""
     work = step_work(batch_size, config)
     if mesh is not None or work > O2_MAX_WORK:
         return train_chunk, "train_chunk"
@@ -238,11 +237,9 @@ class ChunkReport:
 
 
 def default_chunk(batch_size: int, config: GPTConfig) -> int:
-    """Steps per compiled call: about a tenth to a few tenths of a second of work on a CPU, 1000 steps at most.
-
-    The work of a step is taken as B * T * n_layer * n_embd^2 (the microgpt config at batch 256: ~50 steps).
-    Larger chunks cost fewer host round trips (batch 1 runs ~15% faster at 1000 than at 100); smaller ones
-    report progress, write metrics and answer Ctrl-C sooner. Chunking never changes a number."""
+    """Steps per compiled call: about a tenth to a few tenths of a second of work on a CPU (``step_work``),
+    1000 steps at most. Larger chunks cost fewer host round trips, smaller ones report sooner
+    (docs/performance.md). Chunking never changes a number."""
     return max(1, min(1000, 50_000_000 // step_work(batch_size, config)))
 
 
@@ -286,7 +283,7 @@ def train(
         opt_state = init_opt_state(recipe, params)
     chunk = max(1, min(chunk or default_chunk(tc.batch_size, config), tc.steps))
     # on the device once; device_put of a host array is a copy, where jnp.asarray compiles a program for it
-    if isinstance(tokens_NxT1, jax.Array):  # already on the device (run.py puts a large corpus there itself)
+    if isinstance(tokens_NxT1, jax.Array):  # already on the device (runs/loop.py puts a large corpus there itself)
         tokens_dev, n_dev = tokens_NxT1, jax.device_put(n_N)
     else:
         tokens_dev, n_dev = jax.device_put(np.asarray(tokens_NxT1)), jax.device_put(np.asarray(n_N))

@@ -40,8 +40,7 @@ CDF_MATMUL_MAX_V = 1024  # up to this vocabulary the CDF is a matmul with a VxV 
 
 def _cdf(w_NxV: jax.Array) -> jax.Array:
     """Cumulative sums of the weights along the vocabulary: a matmul with a triangle of ones for a vocabulary of
-    at most ``CDF_MATMUL_MAX_V`` (faster than cumsum on CPU), else cumsum, so memory stays O(N x V) (a triangle
-    for 100,000 words would be 40 GB)."""
+    at most ``CDF_MATMUL_MAX_V`` (faster on CPU: docs/performance.md), else cumsum, so memory stays O(N x V)."""
     V = w_NxV.shape[-1]
     if V > CDF_MATMUL_MAX_V:
         return jnp.cumsum(w_NxV, axis=-1)
@@ -102,8 +101,8 @@ def draw(
     The order is the book's ("LLMs, the Hard Way"): temperature, top-k, top-p on the probabilities top-k left,
     sample. Top-k keeps ties at the k-th score; top-p keeps the token that crosses p (see ``_top_p_keep``). With
     the filters off it samples as the original's random.choices(weights=probs): the first token whose
-    cumulative weight exceeds u * total. One uniform per draw, where Gumbel-max (jax.random.categorical) needs
-    one per token: ~V times less RNG, which dominated sampling time on CPU.
+    cumulative weight exceeds u * total. One uniform per draw, not Gumbel-max's one per token (why:
+    docs/performance.md).
 
     A temperature so small that the scaled logits overflow (or round to 0 in the dtype) draws the limit as the
     temperature goes to 0, the argmax of the logits, instead of the NaNs' token 0. ``top_k`` and ``top_p`` are
@@ -166,10 +165,10 @@ def _sampler(
     prefixed: bool = False,
 ) -> Callable[..., jax.Array]:
     """The compiled sampling program for validated filters (``check_filters``); with a mesh, each device samples
-    its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). YNN fusions
-    off and LLVM -O2 on CPU; ``quick`` (a few rows: the names a run prints) also with XLA's quicker-compiling
-    emitters: they compile it ~15% faster, and sampled 20 rows as fast but 4,096 rows ~1.7x slower (see
-    xla_options). ``prefixed``: the program takes a fourth argument, the prefix's tokens (``_sample_scan``)."""
+    its share of the rows (shard_map: the rows never interact, so there is nothing to communicate). On CPU:
+    YNN fusions off and LLVM -O2; ``quick`` (a few rows: the names a run prints) also XLA's quicker-compiling
+    emitters, slower for many rows (docs/performance.md). ``prefixed``: the program takes a fourth argument,
+    the prefix's tokens (``_sample_scan``)."""
     fn = functools.partial(_sample_scan, config=config, top_k=top_k, top_p=top_p)
     if mesh is not None:
         # check_vma off: the scan's carry starts as constants the same on every device and becomes per-device

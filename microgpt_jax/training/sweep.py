@@ -1,22 +1,20 @@
 """Hyperparameter sweeps: a grid of training runs as one vmapped, jitted program per shape group.
 
 Members whose parameters have the same shapes (same architecture, optimizer and batch size) train together:
-``train.train_chunk`` is vmapped over the params/optimizer-state pytrees and over the hyperparameters
-(lr, b1, b2, eps, num_steps, weight decay, warm-up, dropout rate, seed: traced arrays, not constants), and
-jitted once per shape group (architecture, batch size, optimizer and schedule; warm-up, weight decay and dropout
-are in a group's program when any of its members has them: ``group_recipe``). The member axis
-is sharded over every device along the ``members`` mesh axis with ``jax.shard_map``; with one device it is
-plain vmap. Members cannot talk to each other, so a member that diverges (NaN loss) leaves the others as
-they are, and each member's numbers equal a ``train`` run with the same flags and seed.
+``loop.train_chunk`` is vmapped over the params/optimizer-state pytrees and over the hyperparameters (lr, b1,
+b2, eps, num_steps, weight decay, warm-up, dropout rate, seed: traced arrays, not constants), and jitted once
+per shape group (architecture, batch size, optimizer and schedule; warm-up, weight decay and dropout are in a
+group's program when any of its members has them: ``group_recipe``). The member axis is sharded over every
+device along the ``members`` mesh axis with ``jax.shard_map``; with one device it is plain vmap. Members cannot
+talk to each other, so a member that diverges (NaN loss) leaves the others as they are, and each member's
+numbers equal a ``train`` run with the same arguments and seed. Members that differ only in their number of
+steps share the compiled program but run as separate passes (each pass has one end step; why:
+docs/performance.md).
 
-Members that differ only in their number of steps share the compiled program but run as separate passes
-(each pass has one ``end``): a per-member ``end`` would turn the scan's per-step ``lax.cond`` into a
-select that runs every step of every member, which measured ~1.8x slower per member-step on CPU.
-
-Multi-process: ``microgpt-jax sweep --coordinator HOST:PORT --num-processes N --process-id I`` on every process
-(or ``distributed.initialize`` before ``run_sweep``); the mesh spans ``jax.devices()`` (every process's
-devices; a ``--devices`` that leaves a process out is refused), inputs are built with
-``distributed.put`` and results gathered with ``distributed.to_host``; only process 0 writes files and prints.
+Multi-process: ``distributed.initialize`` on every process before ``run_sweep``; the mesh spans
+``jax.devices()`` (every process's devices; a ``devices`` count that leaves a process out is refused), inputs
+are built with ``distributed.put`` and results gathered with ``distributed.to_host``; only process 0 writes
+files and prints.
 """
 
 from __future__ import annotations
@@ -66,7 +64,7 @@ class Member:
     train: TrainConfig
 
     def hyperparams(self) -> dict[str, Any]:
-        """The member's grid values, keyed like the CLI flags (``lr``, ``seed``, ``init_std``, ...)."""
+        """The member's grid values, keyed by the configs' field names (``lr``, ``seed``, ``init_std``, ...)."""
         out = {k: getattr(self.train, k) for k in TRAIN_KEYS}
         out.update({k: getattr(self.config, k) for k in MODEL_KEYS})
         return out
@@ -116,7 +114,7 @@ _to_host = distributed.to_host  # the whole value of a global array on this host
 @cache
 def _group_program(config: GPTConfig, recipe: Recipe, batch_size: int, chunk: int, mesh: Mesh) -> Callable[..., Any]:
     """The jitted program that runs one chunk of steps for a stack of members sharded along ``members``.
-    On CPU only the matmuls go to YNNPACK (see xla_options): 1.2x the member-steps per second."""
+    On CPU only the matmuls go to YNNPACK (see xla_options)."""
     step_chunk = partial(train_chunk, config=config, recipe=recipe, batch_size=batch_size, chunk=chunk)
     vmapped = jax.vmap(step_chunk, in_axes=(0, 0, 0, None, None, None, None))
 
@@ -130,8 +128,7 @@ def _eval_program(config: GPTConfig, mesh: Mesh) -> Callable[..., Any]:
     """Jitted (sum of NLL, token count) per member over one batch of documents.
 
     Members are evaluated one after another (``lax.map``) on each device, not vmapped: evaluation runs once
-    per sweep and this is the very program ``train.evaluate`` runs. (An earlier one-hot form of the NLL was
-    miscompiled under vmap on CPU, XLA in jax 0.10.2; loss.py now selects the target instead.)"""
+    per sweep and this is the very program ``evaluation.evaluate`` runs."""
 
     def per_device(params: Params, tokens_NxT1: jax.Array, n_N: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jax.lax.map(lambda p: nll_sum(p, tokens_NxT1, n_N, config), params)
@@ -159,7 +156,7 @@ def _stack(trees: Sequence[Mapping[str, ArrayLike]]) -> dict[str, np.ndarray]:
 def _evaluate_members(
     params: Params, tokens_NxT1: np.ndarray, n_N: np.ndarray, config: GPTConfig, mesh: Mesh, batch: int
 ) -> np.ndarray:
-    """Held-out mean NLL per member (as ``train.evaluate``: fixed-size padded batches, sums in float64)."""
+    """Held-out mean NLL per member (as ``evaluation.evaluate``: fixed-size padded batches, sums in float64)."""
     M = jax.tree.leaves(params)[0].shape[0]
     if len(n_N) == 0:
         return np.full(M, np.nan)
@@ -226,9 +223,9 @@ def sweep_bytes(members: list[Member], n_docs: int, n_devices: int = 1, shared: 
 
 
 def check_grid_fits(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str, Sequence[Any]]) -> None:
-    """``check_sweep_fits`` before any member is built (a million members take a minute to build): the grid's
-    size times the smallest member's ``step_bytes`` (its smallest model and batch, no corpus) is a lower bound
-    of what the sweep needs; a UserError with it and the limit when even that cannot fit."""
+    """``check_sweep_fits`` before any member is built (a large grid is slow to build): the grid's size times the
+    smallest member's ``step_bytes`` (its smallest model and batch, no corpus) is a lower bound of what the
+    sweep needs; a UserError with it and the limit when even that cannot fit."""
     import math
 
     count = math.prod(len(v) for v in grid.values())
@@ -251,7 +248,7 @@ def check_grid_fits(base_config: GPTConfig, base_train: TrainConfig, grid: dict[
 
 def check_sweep_fits(members: list[Member], n_docs: int, n_devices: int = 1) -> None:
     """A UserError with the estimate and the limit when a pass of the sweep cannot fit in the device's memory
-    (``sweep_bytes``): before anything is compiled or written (a million members once crashed XLA)."""
+    (``sweep_bytes``), before anything is compiled or written."""
     shared = jax.default_backend() == "cpu"
     need, have = sweep_bytes(members, n_docs, n_devices, shared), devices.available_memory()
     if need > 0.9 * have:
@@ -275,8 +272,8 @@ def run_sweep(
 ) -> SweepResult:
     """Train every member; groups run one after another, each group's members together on ``mesh``.
 
-    Each member starts from ``init_params(jax.random.key(seed), ...)`` exactly as ``microgpt-jax train`` does,
-    so its losses and val_loss equal a ``train`` run with the same flags. Returns rows in member order.
+    Each member starts from ``init_params(jax.random.key(seed), ...)`` exactly as ``train`` does, so its
+    losses and val_loss equal a ``train`` run with the same arguments. Returns rows in member order.
     """
     from tqdm import tqdm
 

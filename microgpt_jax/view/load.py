@@ -23,7 +23,7 @@ SWEEP_LOSSES = "losses.npz"
 
 
 def is_sweep(path: Path) -> bool:
-    """Whether ``path`` is a sweep directory (``microgpt-jax sweep --out``)."""
+    """Whether ``path`` is a sweep directory (what ``sweep_run`` writes to its ``out``)."""
     return (path / SWEEP_FILE).is_file() and not (path / "config.json").exists()
 
 

@@ -1,11 +1,10 @@
 """The probe: one text run through the model, keeping what the page draws (each position's next-token
 distribution and, for the GPT, the attention weights of every layer and head).
 
-The forward pass here is numpy's, in float64: for one short text it takes well under a millisecond, where a
-compiled JAX program costs a compile (1.3 to 1.9 s measured for the 4-layer 64-wide run on a loaded machine,
-1.3 s for the default run's, where the report's budget is 5 s). It follows
-``gpt.gpt``, ``mlp.mlp_forward`` and ``bigram.bigram_forward`` operation by operation; the tests hold it to
-``models.forward`` and the probe's NLL to ``score``'s.
+The forward pass here is numpy's, in float64: for one short text it costs far less than compiling a JAX
+program would (figures: docs/performance.md). It follows ``transformer.gpt``, ``mlp.mlp_forward`` and
+``bigram.bigram_forward`` operation by operation; the tests hold it to ``registry.forward`` and the probe's
+NLL to ``scoring.score``'s.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def gpt_with_attention(params: dict[str, Any], tokens_T: np.ndarray, config: GPTConfig) -> tuple[np.ndarray, ...]:
-    """The GPT's forward (``gpt.gpt`` without dropout) over one sequence, in float64, returning its attention
+    """The GPT's forward (``transformer.gpt`` without dropout) over one sequence, in float64, returning its attention
     weights too: ``(logits_TxV, weights_LxHxTxT)``; each weights row is a softmax over the positions up to its
     own."""
     w = {k: np.asarray(v, np.float64) for k, v in params.items()}

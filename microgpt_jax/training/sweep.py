@@ -80,7 +80,7 @@ def grid_members(base_config: GPTConfig, base_train: TrainConfig, grid: dict[str
     if base_train.grad != "autodiff":
         raise UserError(
             f"a sweep trains with jax.grad: grad {base_train.grad!r} is refused (the hand-written gradient gives "
-            "the same numbers; train it with microgpt-jax train --step 1)"
+            "the same numbers; train one run with it instead)"
         )
     unknown = set(grid) - set(GRID_KEYS)
     if unknown:

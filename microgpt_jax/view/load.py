@@ -131,11 +131,11 @@ def read_run(run_dir: str | os.PathLike[str], with_corpus: bool = True) -> dict[
     ``notes``. A folder without a readable config.json is a UserError."""
     path = Path(run_dir)
     if not path.is_dir():
-        raise UserError(f"{path} is not a directory: pass a run directory (train --out) or a sweep's (sweep --out)")
+        raise UserError(f"{path} is not a directory: pass a run directory or a sweep directory (the `out` of either)")
     if not (path / "config.json").is_file():
         raise UserError(
             f"{path} is neither a run directory (no config.json) nor a sweep directory (no "
-            f"{SWEEP_FILE}): pass the --out of train or sweep"
+            f"{SWEEP_FILE}): pass the `out` of a training run or a sweep"
         )
     spec = RunSpec.read(path)
     notes: list[str] = []

@@ -184,7 +184,7 @@ class RunDir:
     def abandon(self) -> None:
         """The run failed: a staging directory with no checkpoint to resume goes (the old run stays as it was);
         a run in its own directory stays, for its metrics and the error's explanation."""
-        if self.replaces and (self.remove is not None or state(self.path) != "unfinished"):
+        if self.replaces and state(self.path) != "unfinished":  # a sweep's staging directory is never unfinished
             (self.remove or remove_run)(self.path)
 
     def close(self) -> None:
@@ -233,28 +233,42 @@ def create(out: str | os.PathLike[str], overwrite: bool = False) -> RunDir:
     replaces = state(target) not in ("absent", "empty")
     if replaces and target.is_symlink():  # it became one since the check
         raise _refusal(target, "finished", True) or UserError(f"`out` {target} changed: pick another `out`")
+
+    def still_empty(path: Path) -> None:  # another process may have got here between the check and the lock
+        if not replaces and state(path) != "empty":
+            raise _refusal(path, state(path), overwrite) or UserError(f"{path} changed: pick another `out`")
+
+    return open_staged(target, replaces, "run", still_empty, remove_run)
+
+
+def open_staged(
+    target: Path, replaces: bool, what: str, still_empty: Callable[[Path], None], remove: Callable[[Path], None]
+) -> RunDir:
+    """``target``, or a staging directory beside it when the writer ``replaces`` what is there, made and locked
+    (the old ``target`` locked too); ``still_empty(path)`` raises once the locks are held if another writer got
+    there first. On any refusal the locks are released and a directory made here is removed with ``remove``;
+    ``what`` names the directory in errors ("run", "sweep")."""
     path = target.with_name(f".{target.name}.new-{os.getpid()}") if replaces else target
     made = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create the run directory {path}: {e.strerror}: pick another `out`") from None
+        raise UserError(f"cannot create the {what} directory {path}: {e.strerror}: pick another `out`") from None
     locks: list[IO[str]] = []
     try:
-        if replaces:  # keep other writers out of the old run too, until it is replaced
+        if replaces:  # keep other writers out of the old one too, until it is replaced
             locks.append(lock(target))
         locks.append(lock(path))
-        if not replaces and state(path) != "empty":  # another process got here between the check and the lock
-            raise _refusal(path, state(path), overwrite) or UserError(f"{path} changed: pick another `out`")
+        still_empty(path)
     except (UserError, OSError) as e:
         for held in locks:
             held.close()
         if made:
-            remove_run(path)
+            remove(path)
         if isinstance(e, OSError):
-            raise UserError(f"cannot write to the run directory {path}: {e.strerror}: pick another `out`") from None
+            raise UserError(f"cannot write to the {what} directory {path}: {e.strerror}: pick another `out`") from None
         raise
-    return RunDir(target, path, locks, replaces)
+    return RunDir(target, path, locks, replaces, remove=remove)
 
 
 def open_existing(run_dir: str | os.PathLike[str]) -> RunDir:

@@ -133,28 +133,12 @@ def open_sweep(out: str | os.PathLike[str], overwrite: bool = False) -> rundir.R
     results; ``commit`` puts it in place). Every refusal comes before anything is written."""
     target = check_sweep_target(out, overwrite)
     replaces = sweep_state(target) == "results"
-    path = target.with_name(f".{target.name}.new-{os.getpid()}") if replaces else target
-    made = not path.exists()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the sweep directory {path}: {e.strerror}: pick another `out`") from None
-    locks = []
-    try:
-        if replaces:
-            locks.append(rundir.lock(target))
-        locks.append(rundir.lock(path))
-        if sweep_state(path) != "empty":  # another process got here between the check and the lock
+
+    def still_empty(path: Path) -> None:  # another process may have got here between the check and the lock
+        if sweep_state(path) != "empty":
             raise UserError(f"`out` {path} changed while it was being opened: pick another `out`")
-    except (UserError, OSError) as e:
-        for held in locks:
-            held.close()
-        if made:
-            remove_sweep(path)
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write to the sweep directory {path}: {e.strerror}: pick another `out`") from None
-        raise
-    return rundir.RunDir(target, path, locks, replaces, remove=remove_sweep)
+
+    return rundir.open_staged(target, replaces, "sweep", still_empty, remove_sweep)
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

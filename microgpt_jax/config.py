@@ -47,7 +47,7 @@ def _field(default: Any, help: str) -> Any:
 
 def _whole(cls_name: str, name: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise UserError(f"{cls_name}: {name} must be a whole number >= {minimum}, got {value!r}")
+        raise UserError(f"`{name}` must be a whole number >= {minimum}, got {value!r}")
 
 
 MAX_SEED = 2**32 - 1  # jax.random.key(seed) keeps 32 bits: larger seeds would repeat smaller ones' keys
@@ -56,7 +56,7 @@ MAX_SEED = 2**32 - 1  # jax.random.key(seed) keeps 32 bits: larger seeds would r
 def _check_seed(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
         raise UserError(
-            f"{name} must be a whole number from 0 to {MAX_SEED} (each gives its own PRNG key), got {value!r}"
+            f"`{name}` must be a whole number from 0 to {MAX_SEED} (each gives its own PRNG key), got {value!r}"
         )
 
 
@@ -95,7 +95,7 @@ class GPTConfig(_Config):
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise UserError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
+            raise UserError(f"unknown `model` {self.model!r}: use one of {', '.join(MODELS)}")
         for name in ("n_layer", "n_embd", "n_head"):
             _whole("model", name, getattr(self, name), 1)
         _whole("model", "block_size", self.block_size, 2)
@@ -147,7 +147,7 @@ class TrainConfig(_Config):
     def __post_init__(self) -> None:
         for name, choices in (("optimizer", OPTIMIZERS), ("grad", GRADS), ("count", COUNTS), ("schedule", SCHEDULES)):
             if getattr(self, name) not in choices:
-                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(choices)}")
+                raise UserError(f"unknown `{name}` {getattr(self, name)!r}: use one of {', '.join(choices)}")
         if self.lr is None:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         if self.init_std is None:
@@ -155,24 +155,24 @@ class TrainConfig(_Config):
         for name in ("lr", "eps", "smoothing"):
             value = getattr(self, name)
             if not (_real(value) and value > 0):
-                raise UserError(f"{name} must be a finite number > 0, got {value!r}")
+                raise UserError(f"`{name}` must be a finite number > 0, got {value!r}")
         for name in ("b1", "b2"):
             value = getattr(self, name)
             if not (_real(value) and 0 <= value < 1):
-                raise UserError(f"{name} must be in [0, 1), got {value!r}")
+                raise UserError(f"`{name}` must be in [0, 1), got {value!r}")
         if not (_real(self.init_std) and self.init_std >= 0):
-            raise UserError(f"init_std must be a finite number >= 0, got {self.init_std!r}")
+            raise UserError(f"`init_std` must be a finite number >= 0, got {self.init_std!r}")
         _whole("train", "steps", self.steps, 1)
         _whole("train", "batch_size", self.batch_size, 1)
         if not (_real(self.weight_decay) and self.weight_decay >= 0):
-            raise UserError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+            raise UserError(f"`weight_decay` must be a finite number >= 0, got {self.weight_decay!r}")
         if self.weight_decay and self.optimizer != "adam":
             raise UserError("weight_decay is AdamW's: use `optimizer` adam, or drop `weight_decay`")
         if not (_real(self.dropout) and 0 <= self.dropout < 1):
-            raise UserError(f"dropout must be in [0, 1), got {self.dropout!r}")
+            raise UserError(f"`dropout` must be in [0, 1), got {self.dropout!r}")
         _whole("train", "warmup", self.warmup, 0)
         if self.warmup >= self.steps:
-            raise UserError(f"warmup ({self.warmup} steps) must be shorter than the run ({self.steps} steps)")
+            raise UserError(f"`warmup` ({self.warmup} steps) must be shorter than the run (`steps` {self.steps})")
         _check_seed("seed", self.seed)
         for name in ("init_zero_out", "x64"):
             if not isinstance(getattr(self, name), bool):
@@ -202,7 +202,7 @@ class DataConfig(_Config):
         if self.path is not None and not isinstance(self.path, str):
             object.__setattr__(self, "path", str(self.path))  # a pathlib.Path is welcome
         if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
-            raise UserError(f"unknown tokenizer {self.tokenizer!r}: use one of {', '.join(TOKENIZERS)}")
+            raise UserError(f"unknown `tokenizer` {self.tokenizer!r}: use one of {', '.join(TOKENIZERS)}")
         if not isinstance(self.lowercase, bool):
             raise UserError(f"lowercase must be true or false, got {self.lowercase!r}")
         if self.shuffle_seed is not None and (
@@ -241,10 +241,10 @@ class SampleConfig(_Config):
     def __post_init__(self) -> None:
         _whole("sample", "num_samples", self.num_samples, 1)
         if not (_real(self.temperature) and self.temperature > 0):
-            raise UserError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+            raise UserError(f"`temperature` must be a finite number > 0, got {self.temperature!r}")
         _whole("sample", "top_k", self.top_k, 0)
         if not (_real(self.top_p) and 0 < self.top_p <= 1):
-            raise UserError(f"top_p must be a number > 0 and <= 1 (1 = off), got {self.top_p!r}")
+            raise UserError(f"`top_p` must be a number > 0 and <= 1 (1 = off), got {self.top_p!r}")
         if self.seed is not None:
             _check_seed("seed", self.seed)
 
@@ -263,7 +263,7 @@ class GradCheckConfig(_Config):
         for name in ("eps", "tol_numerical", "tol_autodiff"):
             value = getattr(self, name)
             if not (_real(value) and value > 0):
-                raise UserError(f"{name} must be a finite number > 0, got {value!r}")
+                raise UserError(f"`{name}` must be a finite number > 0, got {value!r}")
 
 
 # The guide's progression ("MicroGPT Visualized", after Karpathy's train0.py .. train5.py): the config fields each

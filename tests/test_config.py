@@ -56,8 +56,8 @@ def test_every_field_has_help_and_round_trips(cls: type) -> None:
         (lambda: RunConfig(devices=0), "devices"),
         (lambda: SampleConfig(temperature=0.0), "temperature"),
         (lambda: TrainConfig.from_dict({"lr": "0.1"}), "lr"),  # a hand-edited config.json
-        (lambda: TrainConfig(grad="numerical"), "unknown grad 'numerical': use one of autodiff, analytic"),
-        (lambda: TrainConfig(count="some"), "unknown count 'some': use one of all, online"),
+        (lambda: TrainConfig(grad="numerical"), "unknown `grad` 'numerical': use one of autodiff, analytic"),
+        (lambda: TrainConfig(count="some"), "unknown `count` 'some': use one of all, online"),
         (lambda: GradCheckConfig(doc=-1), "doc"),
         (lambda: step_configs(6), "unknown step 6: the guide's steps are 0, 1, 2, 3, 4, 5"),
         (lambda: step_configs(True), "unknown step True"),

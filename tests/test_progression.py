@@ -270,8 +270,8 @@ def test_gradcheck_exits_1_out_of_tolerance(ref_docs_path, capsys, wrong_gradien
         (["--step", "3"], "the gradient check is of the MLP's hand-written gradient (Steps 1 and 2), not --model gpt"),
         (["--step", "0"], "not --model bigram"),
         (["--doc", "1000"], "--doc 1000: there are 1000 training documents: pick one of 0..999"),
-        (["--doc", "-1"], "--doc: must be >= 0"),
-        (["--eps", "0"], "--eps: must be a finite number > 0"),
+        (["--doc", "-1"], "--doc must be a whole number >= 0"),
+        (["--eps", "0"], "--eps must be a finite number > 0"),
     ],
 )
 def test_gradcheck_bad_inputs_are_one_line(ref_docs_path, capsys, flags, says) -> None:

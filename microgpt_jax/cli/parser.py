@@ -93,24 +93,19 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
-def _number(
-    kind: type, minimum: float, inclusive: bool, below: float | None = None, at_most: float | None = None
-) -> Callable[[str], Any]:
-    """An argparse type: a finite int or float >= (or >) ``minimum`` (and < ``below``, or <= ``at_most``), else
-    a one-line error."""
-    bound = f"{'>=' if inclusive else '>'} {minimum}" + (f" and < {below}" if below is not None else "")
-    bound += f" and <= {at_most}" if at_most is not None else ""
-    noun, must = ("a whole number", bound) if kind is int else ("a number", f"a finite number {bound}")
+def _number(kind: type, minimum: int | None = None) -> Callable[[str], Any]:
+    """An argparse type: a finite int or float (and >= ``minimum`` when given), else a one-line error."""
+    noun = "a whole number" if kind is int else "a finite number"
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
-        ok = ok and (at_most is None or value <= at_most)
-        if not ok or (below is not None and value >= below):
-            raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {noun} >= {minimum}, got {text}")
         return value
 
     return parse
@@ -137,27 +132,51 @@ def _list_of(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     return parse
 
 
-# how each config field is read from the command line (the fields' defaults and help are in config.py)
-_POSITIVE_INT = _number(int, 1, inclusive=True)
+# how each config field is read from the command line: its syntax only (a whole number, a finite number, one of
+# the names); the ranges are the configs' own checks (config.py), one validator per config
+_POSITIVE_INT = _number(int, 1)  # flags that are not config fields (--seeds, --chunk, ...)
+_WHOLE = _number(int)
+_REAL = _number(float)
 FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(
-        ("n_layer", "n_embd", "n_head", "steps", "batch_size", "num_samples", "eval_every", "ckpt_every", "devices"),
-        _POSITIVE_INT,
+        (
+            "n_layer",
+            "n_embd",
+            "n_head",
+            "steps",
+            "batch_size",
+            "num_samples",
+            "eval_every",
+            "ckpt_every",
+            "devices",
+            "block_size",
+            "val_size",
+            "doc",
+            "seed",
+            "shuffle_seed",
+            "warmup",
+            "top_k",
+        ),
+        _WHOLE,
     ),
-    "block_size": _number(int, 2, inclusive=True),
-    **dict.fromkeys(("val_size", "doc"), _number(int, 0, inclusive=True)),
-    "seed": _number(int, 0, inclusive=True),  # the upper bound is the config's (one key per seed)
-    "shuffle_seed": _number(int, -(2**63), inclusive=True),
     **dict.fromkeys(
-        ("lr", "eps", "temperature", "smoothing", "tol_numerical", "tol_autodiff"), _number(float, 0, inclusive=False)
+        (
+            "lr",
+            "eps",
+            "temperature",
+            "smoothing",
+            "tol_numerical",
+            "tol_autodiff",
+            "b1",
+            "b2",
+            "init_std",
+            "weight_decay",
+            "dropout",
+            "top_p",
+        ),
+        _REAL,
     ),
-    **dict.fromkeys(("b1", "b2"), _number(float, 0, inclusive=True, below=1)),
-    **dict.fromkeys(("init_std", "weight_decay"), _number(float, 0, inclusive=True)),
-    "dropout": _number(float, 0, inclusive=True, below=1),
-    "warmup": _number(int, 0, inclusive=True),
     "schedule": _choice(SCHEDULES),
-    "top_k": _number(int, 0, inclusive=True),
-    "top_p": _number(float, 0, inclusive=False, at_most=1),
     "optimizer": _choice(OPTIMIZERS),
     "model": _choice(MODELS),
     "grad": _choice(GRADS),
@@ -227,7 +246,7 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
                    help="process 0's address, the same on every process")  # fmt: skip
     g.add_argument("--num-processes", type=_POSITIVE_INT, metavar="N", default=argparse.SUPPRESS,
                    help="how many processes the job has")  # fmt: skip
-    g.add_argument("--process-id", type=_number(int, 0, inclusive=True), metavar="I", default=argparse.SUPPRESS,
+    g.add_argument("--process-id", type=_number(int, 0), metavar="I", default=argparse.SUPPRESS,
                    help="this process's index, 0..N-1 (0 writes the files)")  # fmt: skip
     g.add_argument("--distributed", action="store_true", default=argparse.SUPPRESS,
                    help="join the job the environment describes (SLURM, TPU pods, Open MPI, "

@@ -130,7 +130,7 @@ def test_train_bigram_cli_counts_saves_and_samples(tiny_corpus, tmp_path, capsys
         (["--model", "bigram", "--n-embd", "8"], "drop --n-embd"),
         (["--model", "mlp", "--smoothing", "0.5"], "--model mlp does not use --smoothing: drop it"),
         (["--model", "unknown"], "invalid choice 'unknown': use one of gpt, mlp, bigram"),
-        (["--model", "bigram", "--smoothing", "0"], "--smoothing: must be a finite number > 0"),
+        (["--model", "bigram", "--smoothing", "0"], "--smoothing must be a finite number > 0"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(tiny_corpus, tmp_path, capsys, flags, says) -> None:

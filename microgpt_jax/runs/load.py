@@ -93,6 +93,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedModel:
         raise UserError(
             rundir.links_message(run_dir, rundir.links(run_dir)).replace("pick another `out`", "train it again")
         )
+    if what == "foreign" and (run_dir / CONFIG_FILE).is_file():  # a run, with files beside it that no run writes
+        raise UserError(f"{run_dir} holds files a run does not write ({rundir.foreign_names(run_dir)}): move them out")
     if what in ("absent", "empty", "foreign", "not-a-directory"):
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG_FILE}): pass the `out` of a train run")
     spec = RunSpec.read(run_dir)

@@ -48,6 +48,12 @@ LOCK_FILE = ".lock"
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, PARAMS_FILE)
 
 
+def foreign_names(path: Path) -> str:
+    """The first few entries of ``path`` (and its checkpoint folder) that no run writes, for a message."""
+    names = sorted(p.name for p in path.iterdir() if not _ours(p.name)) + _foreign_in_checkpoint(path)
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def _ours(name: str) -> bool:
     """Whether a directory entry is one a run writes (its files, checkpoint folder, lock, temp files)."""
     return name in (*RUN_FILES, CKPT_DIR, LOCK_FILE) or is_temp(name)
@@ -104,9 +110,7 @@ def _refusal(path: Path, what: str, overwrite: bool) -> UserError | None:
     if what == "foreign" and links(path):
         return UserError(links_message(path, links(path)))
     if what == "foreign":
-        names = sorted(p.name for p in path.iterdir() if not _ours(p.name)) + _foreign_in_checkpoint(path)
-        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        return UserError(f"`out` {path} holds files that are not a run ({shown}): pick another `out`")
+        return UserError(f"`out` {path} holds files that are not a run ({foreign_names(path)}): pick another `out`")
     if overwrite and path.is_symlink():
         return UserError(
             f"`out` {path} is a symbolic link: `overwrite` replaces a run directory itself, never a link's target; "

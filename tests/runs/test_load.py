@@ -53,3 +53,15 @@ def test_a_file_without_config_or_a_directory_that_is_not_a_run_is_refused(tmp_p
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="is not a run directory"):
         load_run(tmp_path / "empty")
+
+
+def test_a_run_with_a_stray_file_beside_it_says_which(tmp_path: Path, tiny_corpus: Path) -> None:
+    from microgpt_jax.cli.program import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--data", str(tiny_corpus), "--val-size", "5", "--steps", "3",
+                 "--n-embd", "8", "--n-head", "2", "--num-samples", "1"]) == 0  # fmt: skip
+    assert load_run(run).config.n_embd == 8
+    (run / "model.json").write_text("{}")  # an export written into the run, say
+    with pytest.raises(UserError, match=r"holds files a run does not write \(model\.json\): move them out"):
+        load_run(run)

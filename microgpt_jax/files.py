@@ -139,7 +139,8 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str, fix: str, 
             )
         os.set_blocking(fd, True)
         chunks, total = [], 0
-        while chunk := os.read(fd, min(MIB * 16, limit + 1 - total)):
+        # ask for what fstat saw plus a byte (os.read allocates the size asked for), in 16 MiB steps at most
+        while chunk := os.read(fd, min(MIB * 16, limit + 1 - total, max(info.st_size - total, 0) + 1)):
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:  # it grew while being read

@@ -28,12 +28,30 @@ def no_dropout(x: jax.Array, site: int) -> jax.Array:
     return x
 
 
+def mix32(x: jax.Array) -> jax.Array:
+    """A bijective avalanche of uint32 words (the "lowbias32" integer hash): every output bit depends on every
+    input bit. Two multiplies and three shifts per word."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
 def dropout_fn(key: jax.Array, rate: float | jax.Array) -> Dropout:
     """Inverted dropout with PRNG ``key``: each unit kept with probability 1 - rate and scaled by 1 / (1 - rate),
-    so its expected value is unchanged; each site of the forward pass draws from ``fold_in(key, site)``."""
+    so its expected value is unchanged.
+
+    Each site of the forward pass draws two uint32 words from ``fold_in(key, site)``; unit i's 32 random bits are
+    ``mix32(mix32(i ^ w0) + w1)``, a counter hash keyed by those words (dropout needs independent coin flips,
+    not a cipher; threefry for every unit cost as much as the rest of the step: docs/performance.md). A unit is
+    dropped when its bits fall below ``rate`` * 2^32, so the rate is exact to 2^-24."""
+    threshold = jnp.minimum(jnp.asarray(rate, jnp.float32) * 2.0**32, 4294967040.0).astype(jnp.uint32)
 
     def drop(x: jax.Array, site: int) -> jax.Array:
-        keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1 - rate, x.shape)
+        w = jax.random.bits(jax.random.fold_in(key, site), (2,), jnp.uint32)
+        unit = jax.lax.iota(jnp.uint32, x.size).reshape(x.shape)
+        keep = mix32(mix32(unit ^ w[0]) + w[1]) >= threshold
         return jnp.where(keep, x / (1 - rate), 0).astype(x.dtype)
 
     return drop

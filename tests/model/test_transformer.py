@@ -16,6 +16,7 @@ from microgpt_jax.model.transformer import (
     gpt,
     gpt_step,
     init_kv_cache,
+    mix32,
     param_shapes,
     rmsnorm,
 )
@@ -111,3 +112,31 @@ def test_dropout_is_off_by_default_and_a_pure_function_of_its_key():
     x = jax.jit(lambda k: dropout_fn(k, 0.25)(jnp.ones(200_000), 0))(key)
     np.testing.assert_allclose(np.unique(np.asarray(x)), [0.0, 1 / 0.75], rtol=1e-6)
     assert abs(float(jnp.mean(x)) - 1) < 0.01
+
+
+def test_mix32_is_a_bijection_that_avalanches():
+    x = jnp.arange(1 << 20, dtype=jnp.uint32)
+    h = np.asarray(jax.jit(mix32)(x))
+    assert len(np.unique(h)) == len(h)  # no two inputs share an output
+    # flipping one input bit flips about half of the output bits, whichever bit it is
+    for bit in (0, 7, 31):
+        flipped = np.asarray(jax.jit(mix32)(x[:4096] ^ np.uint32(1 << bit)))
+        changed = np.unpackbits((h[:4096] ^ flipped).view(np.uint8)).mean()
+        assert 0.45 < changed < 0.55, (bit, changed)
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.1, 0.5, 0.9])
+def test_dropout_drops_the_rate_of_units_independently_at_each_site(rate):
+    n = 400_000
+    masks = jax.jit(lambda k: jnp.stack([dropout_fn(k, rate)(jnp.ones(n), site) != 0 for site in range(3)]))(
+        jax.random.key(3)
+    )
+    kept = np.asarray(masks).mean(axis=1)
+    sd = (rate * (1 - rate) / n) ** 0.5
+    assert np.all(np.abs(kept - (1 - rate)) < 5 * sd), kept  # binomial: within 5 standard deviations
+    # two sites (or two steps: another key) draw independent coins: they agree as often as chance says
+    agree = float(np.mean(np.asarray(masks[0]) == np.asarray(masks[1])))
+    assert abs(agree - ((1 - rate) ** 2 + rate**2)) < 5 * (0.25 / n) ** 0.5
+    # neighbouring units are independent too: no pattern along the units' order
+    m = np.asarray(masks[2])
+    assert abs(float(np.mean(m[1:] == m[:-1])) - ((1 - rate) ** 2 + rate**2)) < 5 * (0.25 / n) ** 0.5

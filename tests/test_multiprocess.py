@@ -43,9 +43,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(base: Path, args: list[str], n: int = 2) -> list[subprocess.Popen]:
+def _launch(base: Path, args: list[str], n: int = 2, port: int = 0) -> list[subprocess.Popen]:
     """``microgpt-jax ARGS`` as an ``n``-process job, process i in ``base/p{i}`` with one CPU device."""
-    port = _free_port()
+    port = port or _free_port()
     procs = []
     for i in range(n):
         cwd = base / f"p{i}"
@@ -191,3 +191,48 @@ def test_train_stopped_by_sigterm_to_one_process_and_resumed_equals_one_process_
     assert len([line for line in out0.splitlines() if line.startswith("sample ")]) == 4
     assert "sample " not in out1 and "val_loss" not in out1 and "num params" not in out1
     assert _run_files(tmp_path / "p1") == set()
+
+
+ENDLESS = ["train", "--out", "run", *DATA, *MODEL, "--batch-size", "2", "--steps", "100000", "--ckpt-every", "20"]
+
+
+def _running(procs: list[subprocess.Popen], base: Path) -> None:
+    """Wait until the job wrote its first checkpoint (both processes are in training)."""
+    manifest = base / "p0" / "run" / "checkpoint" / "checkpoint.json"
+    deadline = time.monotonic() + WAIT
+    while not manifest.exists() and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    assert manifest.exists(), "no checkpoint was written"
+
+
+def test_kill_9_of_one_process_leaves_the_other_with_one_line_at_once(tmp_path: Path) -> None:
+    """SIGKILL to process 1 mid-training: process 0's collective fails; it says so in one line and exits 2 at
+    once (it once printed a traceback and then, after the shutdown barrier's timeout, pages of C++ logs)."""
+    procs = _launch(tmp_path, ENDLESS)
+    _running(procs, tmp_path)
+    procs[1].kill()
+    t0 = time.monotonic()
+    (rc0, _, err0), _ = _finish(procs, timeout=60)
+    assert time.monotonic() - t0 < 10, err0[:2500]
+    assert rc0 == 2 and err0.count("\n") == 1 and err0.startswith("error: the multi-process job failed"), err0
+    assert "--resume run" in err0
+
+
+def test_a_second_jobs_process_1_on_a_running_jobs_port_is_refused_and_the_job_goes_on(tmp_path: Path) -> None:
+    """A process of another job (or this job's process 1 started twice) that joined the coordinator made JAX
+    abort the running job; process 0 now says which job it serves, and the stranger is refused first."""
+    port = _free_port()
+    procs = _launch(tmp_path, ENDLESS, port=port)
+    _running(procs, tmp_path)
+    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1"]
+    for args, says in ((["train", "--out", "other", *DATA, *MODEL, "--steps", "2"], "runs another command"),
+                       (ENDLESS, "has a process 1 already")):  # fmt: skip
+        argv = [sys.executable, "-m", "microgpt_jax", *args, *cluster]
+        env = _env(JAX_NUM_CPU_DEVICES="1")
+        stranger = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=WAIT)
+        assert stranger.returncode == 2 and stranger.stderr.count("\n") == 1, stranger.stderr
+        assert says in stranger.stderr and f"--coordinator 127.0.0.1:{port}" in stranger.stderr, stranger.stderr
+    assert all(p.poll() is None for p in procs)  # the job never heard of them
+    procs[1].send_signal(signal.SIGTERM)
+    (rc0, _, err0), (rc1, _, err1) = _finish(procs)
+    assert (rc0, rc1) == (143, 143), err0[-2000:] + err1[-2000:]

@@ -92,6 +92,7 @@ def own_process_setup(given: dict[str, Any], own_process: bool, command: str) ->
             raise UserError("--coordinator/--distributed join a job only when run as the program: call "
                             "microgpt_jax.runtime.distributed.initialize(...) first from Python")  # fmt: skip
         return False
+    import json
     import os
 
     from microgpt_jax.runtime import distributed
@@ -108,9 +109,13 @@ def own_process_setup(given: dict[str, Any], own_process: bool, command: str) ->
     if command == "sweep" or wanted:
         set_cpu_devices(wanted)  # a no-op for GPU/TPU devices
     auto = bool(given.get("distributed")) or os.environ.get(ENV_DISTRIBUTED, "") not in ("", "0")
+    same = {k: v for k, v in given.items() if k != "process_id"}  # what every process of the job runs
+    run = given.get("resume", given.get("out"))
+    hint = f"restart every process of the job (with --resume {run} once it wrote a checkpoint)"
     return distributed.initialize(
-        given.get("coordinator"), given.get("num_processes"), given.get("process_id"), auto=auto
-    )
+        given.get("coordinator"), given.get("num_processes"), given.get("process_id"), auto=auto,
+        command=json.dumps([command, same], sort_keys=True, default=str), hint=hint if command == "train" else "",
+    )  # fmt: skip
 
 
 def cmd_train(given: dict[str, Any]) -> int:

@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UserError as e:
             print(f"error: {printable(in_flags(str(e)))}", file=sys.stderr)
             status = 2
+        except Exception as e:  # JAX's runtime error in a job that lost a process: one line, and leave at once
+            _leave_broken_job(e, joined)
+            raise
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C): nothing half-written is left; a run stopped in training can be resumed "
                   "if it wrote a checkpoint", file=sys.stderr)  # fmt: skip
@@ -103,6 +106,18 @@ def _leave_job() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     distributed.shutdown()
+
+
+def _leave_broken_job(error: Exception, joined: bool) -> None:
+    """A job whose collective failed (a process gone) is broken: one line and exit 2 now, without the shutdown
+    barrier that would wait for the gone process and then abort with pages of logs. Other errors return."""
+    if not joined:
+        return
+    from microgpt_jax.runtime import distributed
+
+    message = distributed.job_failure(error)
+    if message is not None:
+        distributed.leave_now(printable(in_flags(message)))
 
 
 def _one_line_warning(

@@ -9,7 +9,10 @@ collective until a timeout.
 
 - ``initialize``: ``jax.distributed.initialize`` from a coordinator's address, the process count and this
   process's index, or with no arguments where JAX finds the cluster itself (SLURM, TPU pods,
-  ``$JAX_COORDINATOR_ADDRESS``...); ``shutdown`` at exit.
+  ``$JAX_COORDINATOR_ADDRESS``...); ``shutdown`` at exit. With a coordinator, a process joins only the job
+  process 0 says it serves (``job_beacon``): another job's process is refused before it can break this one.
+- ``job_failure`` / ``leave_now``: JAX's runtime error in a job (a collective whose peer is gone) as one
+  line, and an exit that skips the shutdown barrier such a job would fail.
 - ``lead`` / ``count`` / ``index``: process 0? how many processes? which one?
 - ``agree``: every process's local (error, signal) status, gathered; ``first_error`` the one to raise.
 - ``to_host``: a global array's whole value on every process (``process_allgather`` when it spans processes).
@@ -19,22 +22,25 @@ collective until a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NoReturn, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from microgpt_jax.errors import UserError
+from microgpt_jax.runtime import job_beacon
 
 if TYPE_CHECKING:
     import jax
     from jax.sharding import Sharding
 
 MESSAGE_BYTES = 2048  # an error message's room in ``agree`` (longer ones are cut)
-_STATE = {"initialized": False}
+_STATE: dict[str, object] = {"initialized": False, "beacon": None, "hint": ""}
 
 
 def initialize(
@@ -43,10 +49,17 @@ def initialize(
     process_id: int | None = None,
     *,
     auto: bool = False,
+    command: str = "",
+    hint: str = "",
 ) -> bool:
     """Join a multi-process job before any JAX computation: with ``coordinator`` (HOST:PORT of process 0),
     ``num_processes`` and ``process_id`` given, or none of them and ``auto`` (JAX reads the cluster from its
-    environment: SLURM, TPU pods, Open MPI, $JAX_COORDINATOR_ADDRESS ...). Returns whether it joined."""
+    environment: SLURM, TPU pods, Open MPI, $JAX_COORDINATOR_ADDRESS ...). Returns whether it joined.
+
+    With a ``coordinator``, process 0 answers on the next port which job it serves (``command``: what every
+    process of the job runs, but for its id), and the others join only that job (``job_beacon``): a process of
+    another job is refused before it can disturb this one. ``hint`` ends ``job_failure``'s line: what to do
+    when a process of the job is gone."""
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if not any(given) and not auto:
         return False
@@ -54,12 +67,9 @@ def initialize(
         raise UserError("`coordinator`, `num_processes` and `process_id` go together: give all three (or none)")
     if all(given):
         assert coordinator is not None and num_processes is not None and process_id is not None  # all(given)
-        if not 0 <= process_id < num_processes:
-            raise UserError(f"`process_id` {process_id} is outside 0..{num_processes - 1} (`num_processes`)")
-        port = coordinator_port(coordinator)
-        if process_id == 0:
-            check_port_free(coordinator, port)
+        _meet(coordinator, num_processes, process_id, command)
     timeouts = _timeouts()
+    _STATE["hint"] = hint
     import jax
 
     try:
@@ -74,17 +84,35 @@ def initialize(
     return True
 
 
+def _meet(coordinator: str, num_processes: int, process_id: int, command: str) -> None:
+    """Before JAX joins: the job flags checked, and process 0 answering which job it serves (``job_beacon``)
+    or this process admitted by it."""
+    if not 0 <= process_id < num_processes:
+        raise UserError(f"`process_id` {process_id} is outside 0..{num_processes - 1} (`num_processes`)")
+    port = coordinator_port(coordinator)
+    beacon = job_beacon.beacon_port(coordinator, port)
+    timeout = _timeouts()["initialization_timeout"]
+    job = job_beacon.identity(num_processes, command)
+    if process_id == 0:
+        check_port_free(coordinator, port)
+        _STATE["beacon"] = job_beacon.Beacon(coordinator, beacon, job)
+    else:
+        job_beacon.ask(coordinator, coordinator.rpartition(":")[0], beacon, job, process_id, timeout)
+
+
 TIMEOUT_ENV = "MICROGPT_JAX_DISTRIBUTED_TIMEOUT"
 
 
 class _Timeouts(TypedDict):
     initialization_timeout: int
+    heartbeat_timeout_seconds: int
     shutdown_timeout_seconds: int
 
 
 def _timeouts() -> _Timeouts:
     """Short waits for a job that failed to form or lost a process (JAX's defaults are minutes): $TIMEOUT_ENV
-    seconds (default 120), a whole number >= 1 (a negative one would wait forever: a UserError)."""
+    seconds (default 120), a whole number >= 1 (a negative one would wait forever: a UserError). A process
+    that stops answering (no heartbeat) is gone after as long."""
     text = os.environ.get(TIMEOUT_ENV, "120")
     try:
         seconds = int(text)
@@ -92,7 +120,11 @@ def _timeouts() -> _Timeouts:
         seconds = 0
     if seconds < 1:
         raise UserError(f"${TIMEOUT_ENV} is {text!r}: set it to a whole number of seconds >= 1 (default 120)")
-    return {"initialization_timeout": seconds, "shutdown_timeout_seconds": min(30, seconds)}
+    return {
+        "initialization_timeout": seconds,
+        "heartbeat_timeout_seconds": seconds,
+        "shutdown_timeout_seconds": min(30, seconds),
+    }
 
 
 def coordinator_port(coordinator: str) -> int:
@@ -127,6 +159,35 @@ def check_port_free(coordinator: str, port: int) -> None:
                 ) from None
         finally:
             probe.close()
+
+
+def job_failure(error: BaseException) -> str | None:
+    """The one line for JAX's runtime error in a job of several processes (a collective whose peer is gone,
+    most often: the job is broken, ``leave_now`` with it): the first line of JAX's message, cut, and what to do
+    (``initialize``'s ``hint``). None for any other error (one that is not raised from or while handling one),
+    or alone."""
+    seen: BaseException | None = error
+    while seen is not None and type(seen).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+        seen = seen.__cause__ or seen.__context__  # raised while handling it, or from it
+    if not _STATE["initialized"] or seen is None:
+        return None
+    error = seen
+    lines = str(error).strip().splitlines() or ["no detail"]
+    said = " ".join(lines[0].split())[:300]
+    hint = _STATE["hint"] or "restart every process of the job"
+    return f"the multi-process job failed (a process gone?): {said}; {hint}"
+
+
+def leave_now(message: str, status: int = 2) -> NoReturn:
+    """``error: message`` and exit with ``status`` at once: no shutdown barrier (it would wait for the gone
+    process, then abort with pages of C++ logs), no exit handlers, no interpreter teardown (JAX's runtime
+    threads may be stuck in a collective)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    os._exit(status)
 
 
 def shutdown() -> None:

@@ -62,3 +62,33 @@ def test_an_agreement_names_a_failing_process_other_than_0():
 def test_job_device_count_alone_is_device_count():
     assert devices.job_device_count(None, 4) == devices.device_count(None, 4)
     assert devices.spans_processes(1)
+
+
+def test_a_jax_runtime_error_in_a_job_is_one_line_with_what_to_do(monkeypatch) -> None:
+    class JaxRuntimeError(RuntimeError):  # what a collective whose peer is gone raises (jax.errors')
+        pass
+
+    gone = JaxRuntimeError("UNKNOWN: Gloo all-reduce failed: Connection reset by peer\n  pages of detail")
+    assert distributed.job_failure(gone) is None  # alone: not a job's failure
+    monkeypatch.setitem(distributed._STATE, "initialized", True)
+    monkeypatch.setitem(distributed._STATE, "hint", "restart with --resume r")
+    message = distributed.job_failure(gone)
+    assert message == ("the multi-process job failed (a process gone?): UNKNOWN: Gloo all-reduce failed: "
+                       "Connection reset by peer; restart with --resume r")  # fmt: skip
+    assert distributed.job_failure(ValueError("mine")) is None
+    try:
+        try:
+            raise gone
+        except JaxRuntimeError:
+            raise OSError("cleaning up after it failed too")  # noqa: B904 (raised while handling the first)
+    except OSError as e:
+        assert distributed.job_failure(e) == message
+
+
+def test_leave_now_is_one_line_and_the_status_at_once() -> None:
+    import subprocess
+    import sys
+
+    code = "from microgpt_jax.runtime import distributed; print('out'); distributed.leave_now('gone', 2); print('no')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "out\n", "error: gone\n")

@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             joined = own_process_setup(given, argv is None, args.command)
             command = {k: v for k, v in given.items() if k not in CLUSTER_FLAGS}
             status = COMMANDS[args.command](command)
-        except UserError as e:
+        except UserError as e:  # raised from or while handling a collective that failed: the job is broken too
+            _leave_broken_job(e, joined)
             print(f"error: {printable(in_flags(str(e)))}", file=sys.stderr)
             status = 2
         except Exception as e:  # JAX's runtime error in a job that lost a process: one line, and leave at once

@@ -101,6 +101,9 @@ from microgpt_jax.runtime.devices import DATA_AXIS, make_mesh, set_cpu_devices
 from microgpt_jax.training.loop import Recipe, chunk_program, hparams_of, init_opt_state, train
 from microgpt_jax.training.sampling import sample_tokens
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_grids  # beside this file
+
 BATCH = 256
 
 
@@ -276,6 +279,8 @@ TARGETS = {  # issue 15's, on the project's 2-core machine
     "startup_help_s": ("<=", 0.3),
     "vs_torch_b1": (">=", 15.0),
     "vs_torch_b256": (">=", 1.7),
+    "ours_over_torch_best": (">=", 2.0),  # issue 25's, each grid of ``sweeps``
+    "dropout_cost": ("<=", 1.2),
 }
 
 
@@ -461,10 +466,14 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     # sweep_model_steps_per_s: member-steps/s of a vmapped sweep of the microgpt recipe (microgpt_jax.training.sweep)
     out.update(bench_sweep_model(args.quick, r))
 
+    out.update(bench_grids.bench_dropout(peer_docs(args.data), args.quick, r))
+
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; before torch
     if args.peer:
         out.update(bench_peer(peer_docs(args.data), args.quick, r, compile=args.peer_compile and not args.quick))
         out.update(peer_ratios(out))
+    if args.sweeps:  # ours beside PyTorch's best way (with --no-peer: ours only) on the three grids
+        out["sweeps"] = bench_grids.bench_sweeps(peer_docs(args.data), args.quick, r, peer=args.peer)
     out["devices"] = jax.device_count()
     out["platform"] = f"{platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__}, {jax.default_backend()}"
     return out
@@ -538,6 +547,22 @@ def table(res: dict[str, Any]) -> str:
                      f"{_target(res, 'vs_torch_b256'):>16s}")  # fmt: skip
     if res.get("peer_note"):
         lines.append(res["peer_note"])
+    lines.append("")
+    lines.append(f"{'dropout ' + str(res['dropout_rate']) + ': a run with it / without (4 x 96, batch 64)':62s}"
+                 f"{res['dropout_cost']:6.2f}x{_target(res, 'dropout_cost'):>16s}")  # fmt: skip
+    if res.get("sweeps"):
+        lines.append("")
+        lines.append(f"{'grids, member-steps/s':26s}{'ours':>10s}{'1 device':>10s}{'one model':>11s}{'torch best':>12s}"
+                     f"{'ratio':>8s}  torch's best way")  # fmt: skip
+        for name, g in res["sweeps"].items():
+            torch_best = f"{g['torch_best_member_steps_per_s']:12,.0f}{g['ours_over_torch_best']:7.1f}x" if (
+                "torch_best_way" in g) else ""  # fmt: skip
+            target = _target({**g, "quick": res.get("quick")}, "ours_over_torch_best")
+            way = f"  {g['torch_best_way']}, last losses within {g['max_final_loss_diff']:.0e}; {target}" if (
+                torch_best) else ""  # fmt: skip
+            label = f"{name}, {g['members']} x batch {g['batch_size']}"
+            lines.append(f"{label:26s}{g['ours_member_steps_per_s']:10,.0f}{g['ours_1device_member_steps_per_s']:10,.0f}"
+                         f"{g['one_model_steps_per_s']:11,.0f}{torch_best}{way}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -550,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-startup", dest="startup", action="store_false", help="skip the whole-process runs")
     parser.add_argument("--startup-runs", type=int, default=None, help="runs per start-up figure (default 5; 1 quick)")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the PyTorch peer")
+    parser.add_argument("--no-sweeps", dest="sweeps", action="store_false", help="skip the three grids (sweeps)")
     parser.add_argument(
         "--no-peer-compile", dest="peer_compile", action="store_false", help="the peer's eager rows only (quick: so)"
     )

@@ -13,7 +13,8 @@ choice is made on the validation loss; the test loss is computed once, for the w
     python experiments/best_names.py --data /path/to/names.txt            # about an hour on 2 cores
     python experiments/best_names.py --data /path/to/names.txt --quick    # every stage in a minute, no results
 
-Writes ``experiments/results/best_names.md``, ``best_names.json`` and ``best_names.png`` (not with --quick);
+Round one of the search (round two: ``best_names2.py``). Writes ``experiments/results/best_names_round1.md``,
+``best_names_round1.json`` and ``best_names_round1.png`` (not with --quick);
 each stage's sweep directory and the winner's run go under ``--work``.
 """
 
@@ -188,7 +189,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="tiny stages: checks the pipeline, writes no results")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the folder")
     args = p.parse_args()
-    names = ("best_names.md", "best_names.json", "best_names.png")
+    names = ("best_names_round1.md", "best_names_round1.json", "best_names_round1.png")
     if not args.quick and not args.overwrite and any((Path(args.results) / n).exists() for n in names):
         print(
             f"error: {args.results} already holds best_names results: pass --overwrite to replace them", file=sys.stderr
@@ -273,11 +274,11 @@ def main() -> int:
         "date": date.today().isoformat(),
         "samples": samples,
     }
-    (out / "best_names.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "best_names_round1.json").write_text(json.dumps(summary, indent=1) + "\n")
     title = f"{C} wide x {L} layers, dropout {b2['dropout']}, {b2['schedule']}: test {test_loss:.4f}"
-    curve_plot(work / "winner" / "metrics.jsonl", out / "best_names.png", title)
+    curve_plot(work / "winner" / "metrics.jsonl", out / "best_names_round1.png", title)
     md = [
-        "# The best names model a staged sweep finds in an hour on this CPU",
+        "# Best names, round 1: the best names model a staged sweep finds in an hour on this CPU",
         "",
         f"Made by `python experiments/best_names.py --data names.txt` on {summary['date']} "
         f"({summary['machine']}). Search {search_seconds / 60:.1f} min, winner's training {seconds_w / 60:.1f} min.",
@@ -294,7 +295,7 @@ def main() -> int:
         f"- training {seconds_w:.0f} s wall for the whole command (start-up, compile, {steps2} steps, "
         "evaluations, samples)",
         "",
-        "![loss curves](best_names.png)",
+        "![loss curves](best_names_round1.png)",
         "",
         "Samples (temperature 0.5): " + ", ".join(samples),
         "",
@@ -313,8 +314,8 @@ def main() -> int:
         *table(rows2, ["dropout", "schedule", "weight_decay", "warmup", "steps"]),
         "",
     ]
-    (out / "best_names.md").write_text("\n".join(md))
-    print(f"wrote {out}/best_names.md, best_names.json, best_names.png")
+    (out / "best_names_round1.md").write_text("\n".join(md))
+    print(f"wrote {out}/best_names_round1.md, best_names_round1.json, best_names_round1.png")
     return 0
 
 

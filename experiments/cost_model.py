@@ -1,0 +1,163 @@
+"""A cost model of the benchmark's rows: FLOPs and bytes per step, the fraction of this machine's peak each row
+reaches, and what bounds it. Reads the JSON of ``experiments/bench.py --json`` and writes its table into
+docs/performance.md (between the ``cost-model`` markers), so the page's figures come from one run.
+
+    python experiments/bench.py --json > experiments/results/bench.json
+    python experiments/cost_model.py experiments/results/bench.json          # rewrites the docs table
+    python experiments/cost_model.py experiments/results/bench.json --print  # prints it instead
+
+The machine's peak is measured here, not taken from a datasheet: ``peak_gflops`` is a large float32 matmul
+(2048 x 2048, every core, median of 5) and ``peak_gbps`` a large elementwise pass (256 MiB read and written),
+both through JAX on its default device. FLOPs count the matmuls and attention of forward and backward (the
+backward taken as twice the forward) and Adam (10 per parameter); bytes are the least traffic a step can do:
+the parameters, their gradients and Adam's moments read and written once, and the activations backward keeps
+written once and read once. A row is "per-op overhead" bound when its time per step is over 3x the larger of
+FLOPs / peak and bytes / bandwidth (launching XLA's kernels and the host's loop cost more than the arithmetic),
+else bound by whichever of the two is larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- cost-model:start -->", "<!-- cost-model:end -->"
+VOCAB, BLOCK = 27, 16  # the names corpus and microgpt's block_size
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a step's cost depends on: layers, width, heads, batch rows, members trained together."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    batch: int
+    members: int = 1
+    train: bool = True
+
+
+def params(s: Shape) -> int:
+    C, L = s.n_embd, s.n_layer
+    return 2 * VOCAB * C + BLOCK * C + 12 * L * C * C
+
+
+def flops(s: Shape) -> float:
+    """FLOPs of one step of every member: forward matmuls and attention per position, x3 when training (the
+    backward's two matmuls per forward one), plus Adam's ~10 per parameter."""
+    C, L, T = s.n_embd, s.n_layer, BLOCK
+    per_position = 2 * (12 * L * C * C + C * VOCAB) + 4 * L * T * C
+    forward = s.batch * T * per_position
+    return s.members * ((3 * forward + 10 * params(s)) if s.train else forward)
+
+
+def bytes_moved(s: Shape) -> float:
+    """The least float32 traffic of one step of every member: parameters, gradients and both Adam moments read
+    and written (8 passes over the parameters), and the activations backward keeps (about 12 C and 3 H x T
+    per position and layer, the logits 3 V per position) written once and read once."""
+    C, L, H, T = s.n_embd, s.n_layer, s.n_head, BLOCK
+    acts = s.batch * T * (L * (12 * C + 3 * H * T) + 3 * VOCAB)
+    per_member = 4 * (8 * params(s) + 2 * acts) if s.train else 4 * (params(s) + s.batch * T * 2 * C * L)
+    return s.members * per_member
+
+
+def measure_peak() -> tuple[float, float]:
+    """(GFLOP/s of a 2048^3 float32 matmul, GB/s of an elementwise pass over 256 MiB), medians of 5."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    x = jnp.ones(64 << 20, jnp.float32)
+    mm, ew = jax.jit(lambda a: a @ a), jax.jit(lambda x: x * 1.5 + 1.0)
+
+    def median_seconds(f: object, arg: object) -> float:
+        f(arg).block_until_ready()  # type: ignore[operator]
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            f(arg).block_until_ready()  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return 2 * n**3 / median_seconds(mm, a) / 1e9, 2 * x.nbytes / median_seconds(ew, x) / 1e9
+
+
+def rows(bench: dict) -> list[tuple[str, Shape, float]]:
+    """(name, shape, steps per second) for each benchmark row that trains or samples a known shape."""
+    out = [
+        ("train, batch 1 (microgpt)", Shape(1, 16, 4, 1), bench["b1_steps_per_s"]),
+        ("train, batch 256, one device", Shape(1, 16, 4, 256), bench["batched_tokens_per_s"] / 256 / BLOCK),
+    ]
+    if "batched_dp_tokens_per_s" in bench:
+        out.append(("train, batch 256, every core", Shape(1, 16, 4, 256), bench["batched_dp_tokens_per_s"] / 4096))
+    out.append(("sweep, 64 x batch 1, every core", Shape(1, 16, 4, 1, 64), bench["sweep_model_steps_per_s"] / 64))
+    # sampling: a name is about block_size forward positions of one row (the KV cache: no recomputation)
+    batch = bench["sample_batch"]
+    out.append((f"sampling, {batch:,} rows", Shape(1, 16, 4, batch, train=False), bench["sample_names_per_s"] / batch))
+    if "dropout_s" in bench:
+        shape = Shape(4, 96, 4, 64)
+        out.append(("train 4 x 96, batch 64, no dropout", shape, bench["dropout_steps"] / bench["no_dropout_s"]))
+        out.append(("train 4 x 96, batch 64, dropout 0.1", shape, bench["dropout_steps"] / bench["dropout_s"]))
+    for name, g in bench.get("sweeps", {}).items():
+        L, C, H = (int(v) for v in name.split("x"))
+        m = g["members"]
+        out.append((f"grid {name}, {m} x batch {g['batch_size']}", Shape(L, C, H, g["batch_size"], m),
+                    g["ours_member_steps_per_s"] / m))  # fmt: skip
+        if "torch_best_member_steps_per_s" in g:
+            out.append((f"grid {name}: PyTorch ({g['torch_best_way']})", Shape(L, C, H, g["batch_size"], m),
+                        g["torch_best_member_steps_per_s"] / m))  # fmt: skip
+    return out
+
+
+def table(bench: dict, peak_gflops: float, peak_gbps: float) -> list[str]:
+    lines = [
+        f"Peak on this machine, measured: {peak_gflops:,.0f} GFLOP/s (float32 matmul), {peak_gbps:,.0f} GB/s "
+        f"(elementwise); the benchmark: {bench['platform']}.",
+        "",
+        "| row | MFLOP / step | MB / step | steps/s | GFLOP/s | of peak | bound |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, shape, rate in rows(bench):
+        f, b = flops(shape), bytes_moved(shape)
+        ideal = max(f / (peak_gflops * 1e9), b / (peak_gbps * 1e9))
+        if 1 / rate > 3 * ideal:
+            bound = "per-op overhead"
+        else:
+            bound = "arithmetic" if f / (peak_gflops * 1e9) >= b / (peak_gbps * 1e9) else "memory"
+        achieved = f * rate / 1e9
+        lines.append(f"| {name} | {f / 1e6:,.2f} | {b / 1e6:,.2f} | {rate:,.1f} | {achieved:,.1f} | "
+                     f"{achieved / peak_gflops:.0%} | {bound} |")  # fmt: skip
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("bench", help="bench.py --json output")
+    p.add_argument("--print", action="store_true", help="print the table instead of writing docs/performance.md")
+    args = p.parse_args(argv)
+    bench = json.loads(Path(args.bench).read_text())
+    lines = table(bench, *measure_peak())
+    if args.print:
+        print("\n".join(lines))
+        return 0
+    text = DOC.read_text()
+    if START not in text or END not in text:
+        print(f"error: {DOC} has no {START} ... {END} markers: add them where the table goes", file=sys.stderr)
+        return 2
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + tail)
+    print(f"wrote the cost model into {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -144,17 +144,18 @@ def train(
     batch_size: int = 1,
     schedule_steps: int | None = None,
     loss: Callable[..., Any] | None = None,
+    lr: float = 0.01,
 ) -> list[float]:
     """The recipe; returns the per-step losses.
 
-    Adam(lr=0.01, betas=(0.85, 0.99), eps=1e-8) with LambdaLR's linear decay lr * (1 - step / schedule_steps)
-    (``schedule_steps`` defaults to ``steps``; a shorter run is a prefix of the full one); step s trains on rows
-    s*B .. s*B+B-1 of ``inputs``/``targets`` (mod N). ``loss`` defaults to ``loss_fn``; pass
+    Adam(lr, betas=(0.85, 0.99), eps=1e-8) with LambdaLR's linear decay lr * (1 - step / schedule_steps)
+    (``lr`` defaults to 0.01, ``schedule_steps`` to ``steps``; a shorter run is a prefix of the full one); step s
+    trains on rows s*B .. s*B+B-1 of ``inputs``/``targets`` (mod N). ``loss`` defaults to ``loss_fn``; pass
     ``torch.compile(loss_fn)`` to compile the forward and backward passes."""
     require_torch()
     loss = loss or loss_fn
     schedule_steps = schedule_steps or steps
-    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.85, 0.99), eps=1e-8)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.85, 0.99), eps=1e-8)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / schedule_steps)
     N = inputs.shape[0]
     losses = []

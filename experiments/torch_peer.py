@@ -160,7 +160,7 @@ def train(
     N = inputs.shape[0]
     losses = []
     for step in range(steps):
-        rows = torch.arange(step * batch_size, (step + 1) * batch_size) % N
+        rows = torch.arange(step * batch_size, (step + 1) * batch_size, device=inputs.device) % N
         value = loss(model, inputs[rows], targets[rows])
         opt.zero_grad(set_to_none=True)
         value.backward()
@@ -214,8 +214,11 @@ def bench(
     steps: int = 1000,
     repeats: int = 5,
     docs: Sequence[str] | None = None,
+    device: str = "cpu",
+    model_shape: tuple[int, int, int] = (1, 16, 4),
 ) -> float:
-    """Training speed of the recipe in float32 with ``torch.set_num_threads(threads)``.
+    """Training speed of the recipe in float32 with ``torch.set_num_threads(threads)`` on ``device`` ("cuda" on a
+    GPU), for a GPT of ``model_shape`` (n_layer, n_embd, n_head; default microgpt's).
 
     Each timed run resets the weights and trains ``steps`` steps at ``batch_size`` (a fresh optimizer and
     schedule); the figure is the median of ``repeats`` runs after one untimed warm-up run (which compiles, with
@@ -228,21 +231,33 @@ def bench(
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _bench(batch_size, threads, compile, steps, repeats, docs)
+        return _bench(batch_size, threads, compile, steps, repeats, docs, device, model_shape)
     finally:
         torch.set_num_threads(saved_threads)
 
 
-def _bench(batch_size: int, threads: int, compile: bool, steps: int, repeats: int, docs: Sequence[str] | None) -> float:
+def _bench(
+    batch_size: int,
+    threads: int,
+    compile: bool,
+    steps: int,
+    repeats: int,
+    docs: Sequence[str] | None,
+    device: str = "cpu",
+    model_shape: tuple[int, int, int] = (1, 16, 4),
+) -> float:
     torch.manual_seed(42)
     block_size = 16
     inputs, targets, vocab_size = encode(docs if docs is not None else synthetic_docs(), block_size)
-    inputs, targets = torch.from_numpy(inputs), torch.from_numpy(targets)
-    model = GPT(vocab_size, block_size=block_size)
+    inputs, targets = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
+    model = GPT(vocab_size, *model_shape, block_size=block_size).to(device)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     if compile:
         torch.compiler.reset()  # compile afresh for this thread count
-    loss = torch.compile(loss_fn) if compile else loss_fn
+    # on CUDA, "reduce-overhead": CUDA graphs replay each compiled graph as one launch (a small model's steps are
+    # launch-bound there); on the CPU the default mode
+    mode = "reduce-overhead" if str(device).startswith("cuda") else "default"
+    loss = torch.compile(loss_fn, mode=mode) if compile else loss_fn
 
     def run() -> float:
         model.load_state_dict(init)

@@ -21,7 +21,7 @@ def test_bench_quick_json() -> None:
         [sys.executable, str(ROOT / "experiments" / "bench.py"), "--quick", "--json", "--repeats", "1"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=400,
         env=env,
         cwd=ROOT,
     )
@@ -44,6 +44,13 @@ def test_bench_quick_json() -> None:
         keys += ["torch_b1_t1_eager", "torch_b1_t2_eager", "torch_b256_t1_eager", "vs_torch_b1", "vs_torch_b256"]
     else:
         assert "torch is not installed" in res["peer_note"]
+    keys += ["dropout_cost"]
     for key in keys:
         assert isinstance(res[key], float) and res[key] > 0, key
+    # the three grids: ours beside PyTorch's best way when torch is there
+    assert set(res["sweeps"]) == {"1x16x4", "4x64x4", "4x128x4"}
+    for grid in res["sweeps"].values():
+        assert grid["ours_member_steps_per_s"] > 0 and grid["one_model_steps_per_s"] > 0
+        if res["torch"] is not None:
+            assert grid["torch_best_member_steps_per_s"] > 0 and grid["final_losses_agree"], grid
     assert res["startup_runs"] == 1 and res["startup_cache_files"] >= 2

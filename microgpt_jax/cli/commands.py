@@ -227,9 +227,10 @@ def cmd_score(given: dict[str, Any]) -> int:
 
 def cmd_report(given: dict[str, Any]) -> int:
     """``microgpt-jax report``: write the HTML page of runs or sweeps and say where it is."""
+    import os
     import time
 
-    from microgpt_jax.view.page import report
+    from microgpt_jax.view.page import report, written_by_report
 
     t0 = time.perf_counter()
     runs = given["runs"]
@@ -241,6 +242,9 @@ def cmd_report(given: dict[str, Any]) -> int:
             f"--out {out} is inside the run directory {inside[0]}, which holds only what train writes (sample and "
             f"export would refuse it): write the page beside it, e.g. {inside[0]}.html"
         )
+    if os.path.lexists(out) and not given.get("overwrite") and not written_by_report(out):
+        raise UserError(f"--out {out} exists and is not a page report wrote: pick another name, or pass --overwrite "
+                        "to replace it")  # fmt: skip
     path = report(*runs, probe=given.get("probe")).save(out)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s)")

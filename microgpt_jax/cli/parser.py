@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (train --out) or sweep directories")
     p.add_argument("--out", help="the HTML file to write (default: RUN.html beside RUN, or report.html for several)")
     p.add_argument("--probe", metavar="TEXT", help="the text to score token by token (default: a held-out one)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if report did not write it")
 
     e = sub.add_parser("export", help="write a run's parameters as safetensors, npz or microgpt-style json")
     src = e.add_mutually_exclusive_group(required=True)

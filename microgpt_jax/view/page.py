@@ -162,6 +162,9 @@ def _ids(parts: list[str]) -> list[str]:
     return [p.split('"', 2)[1] for p in parts]
 
 
+GENERATOR = '<meta name="generator" content="microgpt-jax report">'  # how ``written_by_report`` knows a page
+
+
 class Report:
     """A report page: ``save(path)`` writes it, ``_repr_html_()`` shows it inline in Jupyter."""
 
@@ -172,7 +175,7 @@ class Report:
     def html(self) -> str:
         """The whole page, one self-contained HTML document."""
         return (
-            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{GENERATOR}<title>{html.escape(self.title)}'
             f"</title><style>{STYLE}</style></head><body>{self.body}</body></html>\n"
         )
 
@@ -183,6 +186,16 @@ class Report:
 
     def _repr_html_(self) -> str:
         return f"<div><style>{STYLE}</style>{self.body}</div>"
+
+
+def written_by_report(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file (not a link) that begins as a page this module wrote (its generator
+    tag within the first bytes): one that ``report`` may replace unasked."""
+    try:
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+            return GENERATOR.encode() in f.read(512)
+    except OSError:  # a link, a folder, unreadable: not ours to replace
+        return False
 
 
 def report(run_dir: str | os.PathLike[str], *more: str | os.PathLike[str], probe: str | None = None) -> Report:

@@ -239,3 +239,19 @@ def test_a_run_whose_corpus_is_gone_has_a_note_and_no_bigram_line(tmp_path, ref_
     assert "is not readable here" in page and "bigram held-out" not in page
     assert "corpus unknown" in page and "probe-0" in section_ids(page)  # the probe falls back on a sample
     capsys.readouterr()
+
+
+def test_report_replaces_its_own_page_but_no_other_file_unasked(runs, tmp_path, capsys):
+    page = tmp_path / "page.html"
+    assert main(["report", str(runs["gpt"]), "--out", str(page)]) == 0
+    assert main(["report", str(runs["gpt2"]), "--out", str(page)]) == 0  # a page report wrote: replaced
+    assert str(runs["gpt2"].name) in page.read_text()
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>my notes</html>")
+    err = _cli_one_line_error(["report", str(runs["gpt"]), "--out", str(notes)], capsys)
+    assert "--overwrite" in err and notes.read_text() == "<html>my notes</html>"
+    link = tmp_path / "link.html"
+    link.symlink_to(page)  # a link to a page is not followed: refused too
+    _cli_one_line_error(["report", str(runs["gpt"]), "--out", str(link)], capsys)
+    assert main(["report", str(runs["gpt"]), "--out", str(notes), "--overwrite"]) == 0
+    assert "my notes" not in notes.read_text()

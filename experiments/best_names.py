@@ -80,12 +80,24 @@ def split_corpus(data: Path, work: Path) -> Path:
     return path
 
 
-def sweep(name: str, grid: dict, base: dict, corpus: Path, work: Path) -> tuple[list[dict], float, list[str]]:
-    """One stage: ``microgpt-jax sweep`` over ``grid`` (with ``base`` fixed); its rows, wall seconds, command."""
+def sweep(
+    name: str, grid: dict, base: dict, corpus: Path, work: Path, reuse: bool = False
+) -> tuple[list[dict], float, list[str]]:
+    """One stage: ``microgpt-jax sweep`` over ``grid`` (with ``base`` fixed); its rows, wall seconds, command.
+    ``reuse``: the stage's results already in ``work`` (an earlier run's) instead of running it again; its
+    seconds are then the ones that run recorded, else its groups' wall time from the rows."""
     out = work / name
     args = ["sweep", "--out", str(out), "--data", str(corpus), "--no-shuffle", "--val-size", str(SEARCH_VAL)]
     args += [*flags({**{k: [v] for k, v in base.items()}, **grid}), "--no-progress"]
+    recorded = work / f"{name}.seconds"
+    if reuse and (out / "results.json").is_file():
+        rows = json.loads((out / "results.json").read_text())
+        if recorded.is_file():
+            return rows, float(recorded.read_text()), ["microgpt-jax", *args]
+        walls = {r["group"]: r["seconds"] * sum(x["group"] == r["group"] for x in rows) for r in rows}
+        return rows, sum(walls.values()), ["microgpt-jax", *args]
     seconds = run(python_cmd(*args), work / f"{name}.log")
+    recorded.write_text(f"{seconds:.1f}\n")
     rows = json.loads((out / "results.json").read_text())
     return rows, seconds, ["microgpt-jax", *args]
 

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -50,6 +51,7 @@ STAGE1 = {"n_embd": [96, 128], "dropout": [0.1, 0.2]}
 DROPOUTS = [0.0, 0.1, 0.15, 0.2, 0.25, 0.3]
 QUICK_BASE = {**BASE, "n_layer": 1, "batch_size": 8}
 QUICK1 = {"n_embd": [16, 32], "dropout": [0.1, 0.2]}
+DEVICES = ["--devices", str(os.cpu_count() or 1)]
 OUTPUTS = ("best_names.md", "best_names.json", "best_names.png", "best_names_report.html")
 
 
@@ -62,20 +64,28 @@ def recipe_flags(recipe: dict, steps: int) -> list[str]:
 
 
 def timed_train(recipe: dict, steps: int, data: Path, out: Path, work: Path) -> float:
-    """Wall seconds of a whole ``microgpt-jax train`` command of ``recipe`` (evaluating every tenth)."""
-    args = ["train", "--out", str(out), "--data", str(data), *recipe_flags(recipe, steps)]
+    """Wall seconds of a whole ``microgpt-jax train`` command of ``recipe`` (evaluating every tenth), its batch
+    split over every core (``--devices``: data parallel, about 1.3x one device's steps/s at 128 x 4, batch 64)."""
+    args = ["train", "--out", str(out), "--data", str(data), *recipe_flags(recipe, steps), *DEVICES]
     return run(python_cmd(*args, "--eval-every", str(max(steps // 10, 1))), work / f"{out.name}.log")
 
 
+def reported_rate(log: Path) -> float:
+    """The steps per second after compile that a ``train`` command printed on its last progress line."""
+    found = re.findall(r"\| ([\d,.]+) steps/s after compile", log.read_text())
+    if not found:
+        sys.exit(f"error: {log} has no 'steps/s after compile' line")
+    return float(found[-1].replace(",", ""))
+
+
 def winner_steps(recipe: dict, data: Path, work: Path, quick: bool, tag: str = "") -> tuple[int, float]:
-    """The steps a whole ``train`` command of ``recipe`` runs in WINNER_SECONDS on this machine, from two timed
-    commands (200 and 1,000 steps: the difference is 800 steps with the start-up and compile cancelled), and the
-    measured steps per second."""
-    short, long_ = (20, 60) if quick else (200, 1000)
-    t_short = timed_train(recipe, short, data, work / f"rate_short{tag}", work)
-    t_long = timed_train(recipe, long_, data, work / f"rate_long{tag}", work)
-    rate = (long_ - short) / max(t_long - t_short, 1e-3)
-    fixed = t_short - short / rate  # start-up, compile, evaluations and samples
+    """The steps a whole ``train`` command of ``recipe`` runs in WINNER_SECONDS on this machine, and its steps per
+    second: a 1,000-step command's own figure (after compile), its other seconds (start-up, compile, evaluations,
+    samples) counted once."""
+    steps = 60 if quick else 1000
+    seconds = timed_train(recipe, steps, data, work / f"rate{tag}", work)
+    rate = reported_rate(work / f"rate{tag}.log")
+    fixed = max(seconds - steps / rate, 0.0)
     steps = int((WINNER_SECONDS - fixed) * rate * 0.97 // 500 * 500)  # 3% margin for a busier minute
     return (100 if quick else max(steps, 1000)), rate
 
@@ -87,6 +97,12 @@ def main() -> int:
     p.add_argument("--results", default=str(HERE / "results"), help="where best_names.md/.json/.png go")
     p.add_argument("--quick", action="store_true", help="tiny stages: checks the pipeline, writes no results")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the folder")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="the stages' results already in --work (an earlier run of "
+        "this script, cut short or changed after its search): train and score the winner only",
+    )
     args = p.parse_args()
     results = Path(args.results)
     if not args.quick and not args.overwrite and any((results / n).exists() for n in OUTPUTS):
@@ -96,30 +112,40 @@ def main() -> int:
         print("error: names.txt not found: pass --data PATH or set MICROGPT_JAX_DATA", file=sys.stderr)
         return 2
     work = Path(args.work)
-    if work.exists() and any(work.iterdir()):
+    reuse = args.reuse and (work / "stage2" / "results.json").is_file()
+    if args.reuse and not reuse:
+        print(f"error: {work} holds no finished search (stage2/results.json): run without --reuse", file=sys.stderr)
+        return 2
+    if not reuse and work.exists() and any(work.iterdir()):
         print(f"error: {work} is not empty: pass another --work or remove it", file=sys.stderr)
+        return 2
+    if reuse and (work / "winner").exists():
+        print(f"error: {work / 'winner'} exists: remove it to train the winner again", file=sys.stderr)
         return 2
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data).resolve()
     t_start = time.perf_counter()
-    corpus = split_corpus(data, work)
+    corpus = work / "search_names.txt" if reuse else split_corpus(data, work)
     base, grid1 = (QUICK_BASE, QUICK1) if args.quick else (BASE, STAGE1)
 
     # the rate first, for round one's shape at the larger dropout: it sets every stage's length
     probe = {**base, "n_embd": grid1["n_embd"][0], "dropout": grid1["dropout"][-1]}
-    steps_w, rate = winner_steps(probe, data, work, args.quick)
-    print(f"rate: {rate:.1f} steps/s for {probe['n_embd']} wide: the winner trains {steps_w} steps", flush=True)
-
-    steps1 = max(steps_w // 3 // 100 * 100, 100 if not args.quick else 30)
+    if reuse:
+        steps_w = json.loads((work / "stage2" / "results.json").read_text())[0]["steps"]
+        steps1 = json.loads((work / "stage1" / "results.json").read_text())[0]["steps"]
+    else:
+        steps_w, rate = winner_steps(probe, data, work, args.quick)
+        print(f"rate: {rate:.1f} steps/s for {probe['n_embd']} wide: the winner trains {steps_w} steps", flush=True)
+        steps1 = max(steps_w // 3 // 100 * 100, 100 if not args.quick else 30)
     base1 = {**base, "steps": steps1, "warmup": max(1, steps1 // 20)}
     base1 = {k: v for k, v in base1.items() if k not in grid1}
-    rows1, s1, cmd1 = sweep("stage1", {k: list(v) for k, v in grid1.items()}, base1, corpus, work)
+    rows1, s1, cmd1 = sweep("stage1", {k: list(v) for k, v in grid1.items()}, base1, corpus, work, reuse)
     b1 = best(rows1)
     shape1, rate1 = group_rate(rows1)
     print(f"stage 1: {len(rows1)} members x {steps1} steps in {s1:.0f} s; best {b1['n_embd']} wide, dropout "
           f"{b1['dropout']}: val {b1['val_loss']:.4f}", flush=True)  # fmt: skip
 
-    if b1["n_embd"] != probe["n_embd"]:  # another width: its own rate
+    if b1["n_embd"] != probe["n_embd"] and not reuse:  # another width: its own rate
         steps_w, rate = winner_steps({**probe, "n_embd": b1["n_embd"]}, data, work, args.quick, "_best")
         print(f"rate: {rate:.1f} steps/s for {b1['n_embd']} wide: the winner trains {steps_w} steps", flush=True)
     steps2 = steps_w
@@ -127,15 +153,16 @@ def main() -> int:
     grid2 = {"dropout": [b1["dropout"], *up]}
     base2 = {**{k: b1[k] for k in base if k not in grid2}, "n_embd": b1["n_embd"], "steps": steps2,
              "warmup": max(1, steps2 // 20)}  # fmt: skip
-    rows2, s2, cmd2 = sweep("stage2", grid2, base2, corpus, work)
+    rows2, s2, cmd2 = sweep("stage2", grid2, base2, corpus, work, reuse)
     b2 = best(rows2)
     shape2, rate2 = group_rate(rows2)
     print(f"stage 2: {len(rows2)} members x {steps2} steps in {s2:.0f} s; best dropout {b2['dropout']}: "
           f"val {b2['val_loss']:.4f}", flush=True)  # fmt: skip
-    search_seconds = time.perf_counter() - t_start
+    search_seconds = s1 + s2 if reuse else time.perf_counter() - t_start  # reused: the stages' own seconds
 
     recipe = {k: b2[k] for k in (*base, "n_embd", "dropout")}
     seconds_w = timed_train(recipe, steps2, data, work / "winner", work)
+    rate = reported_rate(work / "winner.log")  # the winner's own steps per second
     metrics = [json.loads(x) for x in (work / "winner" / "metrics.jsonl").read_text().splitlines()]
     test_loss = [r["val_loss"] for r in metrics if "val_loss" in r][-1]
     numpy_loss = float(
@@ -161,7 +188,8 @@ def write_results(results: Path, work: Path, r: dict) -> None:
 
     results.mkdir(parents=True, exist_ok=True)
     b2, steps2, test_loss, seconds_w = r["b2"], r["steps2"], r["test_loss"], r["seconds_w"]
-    command = "microgpt-jax " + shlex.join(["train", "--out", "runs/best_names", *recipe_flags(r["recipe"], steps2)])
+    flags = [*recipe_flags(r["recipe"], steps2), *DEVICES]
+    command = "microgpt-jax " + shlex.join(["train", "--out", "runs/best_names", *flags])
     params = sum(a.size for a in load_file(work / "winner" / "params.safetensors").values())
     round1 = json.loads((results / "best_names_round1.json").read_text())
     summary = {
@@ -183,8 +211,8 @@ def write_results(results: Path, work: Path, r: dict) -> None:
     (results / "best_names.json").write_text(json.dumps(summary, indent=1) + "\n")
     title = f"{b2['n_embd']} wide x {b2['n_layer']} layers, dropout {b2['dropout']}: test {test_loss:.4f}"
     curve_plot(work / "winner" / "metrics.jsonl", results / "best_names.png", title)
-    subprocess.run(python_cmd("report", str(work / "winner"), "--out", str(results / "best_names_report.html"),
-                              "--overwrite"), check=True, capture_output=True)  # fmt: skip
+    subprocess.run(python_cmd("report", str(work / "winner"), "--out", str(results / "best_names_report.html")),
+                   check=True, capture_output=True)  # fmt: skip
     md = [
         "# Best names, round 2: the whole ten minutes of CPU training",
         "",

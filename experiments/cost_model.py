@@ -1,6 +1,7 @@
 """A cost model of the benchmark's rows: FLOPs and bytes per step, the fraction of this machine's peak each row
-reaches, and what bounds it. Reads the JSON of ``experiments/bench.py --json`` and writes its table into
-docs/performance.md (between the ``cost-model`` markers), so the page's figures come from one run.
+reaches, and what bounds it. Reads the JSON of ``experiments/bench.py --json`` and writes its tables into
+docs/performance.md (the cost model between the ``cost-model`` markers, the grids against PyTorch's ways
+between the ``grids`` markers), so the page's figures come from one run.
 
     python experiments/bench.py --json > experiments/results/bench.json
     python experiments/cost_model.py experiments/results/bench.json          # rewrites the docs table
@@ -28,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
-START, END = "<!-- cost-model:start -->", "<!-- cost-model:end -->"
+MARKERS = {"cost-model": ("<!-- cost-model:start -->", "<!-- cost-model:end -->"),
+           "grids": ("<!-- grids:start -->", "<!-- grids:end -->")}  # fmt: skip
 VOCAB, BLOCK = 27, 16  # the names corpus and microgpt's block_size
 
 
@@ -138,24 +140,52 @@ def table(bench: dict, peak_gflops: float, peak_gbps: float) -> list[str]:
     return lines
 
 
+def grids_table(bench: dict) -> list[str]:
+    """The three grids: ours (every core and one device), one model alone, PyTorch's ways and its best, and how
+    far each member's last loss is from PyTorch's."""
+    sweeps = bench.get("sweeps", {})
+    if not sweeps:
+        return ["(this benchmark run has no grids: `bench.py --no-sweeps`)"]
+    ways = sorted({w for g in sweeps.values() for w in g.get("torch_ways", {})})
+    head = ["grid", "members x batch, steps", "ours, both cores", "ours, 1 device", "one model alone", *ways,
+            "ours / PyTorch's best", "last losses within"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
+    for name, g in sweeps.items():
+        cells = [name, f"{g['members']} x {g['batch_size']}, {g['steps']}", f"{g['ours_member_steps_per_s']:,.0f}",
+                 f"{g['ours_1device_member_steps_per_s']:,.0f}", f"{g['one_model_steps_per_s']:,.0f}"]  # fmt: skip
+        for w in ways:
+            v = g.get("torch_ways", {}).get(w)
+            cells.append(f"{v:,.0f}" if isinstance(v, float) else "failed" if v else "")
+        cells.append(f"**{g['ours_over_torch_best']:.1f}x** ({g['torch_best_way']})" if "torch_best_way" in g else "")
+        cells.append(f"{g['max_final_loss_diff']:.0e}" if "max_final_loss_diff" in g else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def replace_block(text: str, name: str, lines: list[str]) -> str:
+    start, end = MARKERS[name]
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {DOC} has no {start} ... {end} markers: add them where the table goes")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + start + "\n" + "\n".join(lines) + "\n" + end + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("bench", help="bench.py --json output")
-    p.add_argument("--print", action="store_true", help="print the table instead of writing docs/performance.md")
+    p.add_argument("--print", action="store_true", help="print the tables instead of writing docs/performance.md")
     args = p.parse_args(argv)
     bench = json.loads(Path(args.bench).read_text())
-    lines = table(bench, *measure_peak())
+    blocks = {"cost-model": table(bench, *measure_peak()), "grids": grids_table(bench)}
     if args.print:
-        print("\n".join(lines))
+        print("\n\n".join("\n".join(lines) for lines in blocks.values()))
         return 0
     text = DOC.read_text()
-    if START not in text or END not in text:
-        print(f"error: {DOC} has no {START} ... {END} markers: add them where the table goes", file=sys.stderr)
-        return 2
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + tail)
-    print(f"wrote the cost model into {DOC}")
+    for name, lines in blocks.items():
+        text = replace_block(text, name, lines)
+    DOC.write_text(text)
+    print(f"wrote the cost model and the grids into {DOC}")
     return 0
 
 

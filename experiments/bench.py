@@ -558,8 +558,8 @@ def table(res: dict[str, Any]) -> str:
             torch_best = f"{g['torch_best_member_steps_per_s']:12,.0f}{g['ours_over_torch_best']:7.1f}x" if (
                 "torch_best_way" in g) else ""  # fmt: skip
             target = _target({**g, "quick": res.get("quick")}, "ours_over_torch_best")
-            way = f"  {g['torch_best_way']}, last losses within {g['max_final_loss_diff']:.0e}; {target}" if (
-                torch_best) else ""  # fmt: skip
+            way = (f"  {g['torch_best_way']}; losses within {g['agree_max_diff']:.0e} at step {g['agree_steps']}, "
+                   f"{g['max_final_loss_diff']:.0e} at the end; {target}") if torch_best else ""  # fmt: skip
             label = f"{name}, {g['members']} x batch {g['batch_size']}"
             lines.append(f"{label:26s}{g['ours_member_steps_per_s']:10,.0f}{g['ours_1device_member_steps_per_s']:10,.0f}"
                          f"{g['one_model_steps_per_s']:11,.0f}{torch_best}{way}")  # fmt: skip

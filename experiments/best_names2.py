@@ -217,7 +217,13 @@ def write_results(results: Path, work: Path, r: dict) -> None:
         "# Best names, round 2: the whole ten minutes of CPU training",
         "",
         f"Made by `python experiments/best_names2.py --data names.txt` on {summary['date']} ({summary['machine']}). "
-        f"Search {r['search_seconds'] / 60:.1f} min, winner's training {seconds_w / 60:.1f} min.",
+        f"Search {r['search_seconds'] / 60:.1f} min, winner's training {seconds_w / 60:.1f} min."
+        + (
+            " The winner was trained again with `--reuse`, from the search's stages as they were (the search's "
+            "stage seconds are its sweeps' own)."
+            if r["reuse"]
+            else ""
+        ),
         "",
         "## The winner",
         "",

@@ -135,6 +135,21 @@ def train_flags(row: dict, steps: int, warmup: int) -> list[str]:
     return [*out, "--steps", str(steps), "--warmup", str(warmup)]
 
 
+def score_winner(work: Path, data: Path) -> tuple[float, float, list[str]]:
+    """The winner's run in ``work/winner``: its last held-out loss, the same recomputed by ``numpy_nll.py`` (numpy,
+    no JAX), and the samples its command printed (``work/winner.log``)."""
+    metrics = [json.loads(x) for x in (work / "winner" / "metrics.jsonl").read_text().splitlines()]
+    test_loss = [r["val_loss"] for r in metrics if "val_loss" in r][-1]
+    numpy_loss = float(
+        subprocess.run(
+            [sys.executable, str(HERE / "numpy_nll.py"), "--params", str(work / "winner" / "params.safetensors"),
+             "--data", str(data)], capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    log = (work / "winner.log").read_text().splitlines()
+    return test_loss, numpy_loss, [x.split(": ", 1)[1] for x in log if x.startswith("sample ")]
+
+
 def curve_plot(metrics: Path, path: Path, title: str) -> None:
     """Training loss (mean of each 200 steps) and the test loss at each evaluation of the winner's run."""
     import matplotlib
@@ -249,16 +264,7 @@ def main() -> int:
     winner_args = ["train", "--out", str(work / "winner"), "--data", str(data), *train_flags(b2, steps2, warmup)]
     winner_args += ["--eval-every", str(max(steps2 // 10, 1))]
     seconds_w = run(python_cmd(*winner_args), work / "winner.log")
-    metrics = [json.loads(x) for x in (work / "winner" / "metrics.jsonl").read_text().splitlines()]
-    test_loss = [r["val_loss"] for r in metrics if "val_loss" in r][-1]
-    numpy_loss = float(
-        subprocess.run(
-            [sys.executable, str(HERE / "numpy_nll.py"), "--params", str(work / "winner" / "params.safetensors"),
-             "--data", str(data)], capture_output=True, text=True, check=True,
-        ).stdout
-    )  # fmt: skip
-    log = (work / "winner.log").read_text().splitlines()
-    samples = [x.split(": ", 1)[1] for x in log if x.startswith("sample ")]
+    test_loss, numpy_loss, samples = score_winner(work, data)
     print(f"winner: test loss {test_loss:.4f} (numpy {numpy_loss:.4f}) in {seconds_w:.0f} s", flush=True)
     if args.quick:
         assert abs(test_loss - numpy_loss) < 1e-4, (test_loss, numpy_loss)

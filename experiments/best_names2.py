@@ -42,7 +42,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from best_names import anchors, best, curve_plot, group_rate, python_cmd, run, split_corpus, sweep, table  # noqa: E402
+from best_names import (  # noqa: E402
+    anchors,
+    best,
+    curve_plot,
+    group_rate,
+    python_cmd,
+    run,
+    score_winner,
+    split_corpus,
+    sweep,
+    table,
+)
 
 WINNER_SECONDS = 570  # the winner's whole command (start-up, compile, evaluations, samples) within 10 minutes
 BASE = {"n_layer": 4, "n_head": 4, "block_size": 16, "lr": 0.003, "batch_size": 64, "weight_decay": 0.1,
@@ -163,16 +174,7 @@ def main() -> int:
     recipe = {k: b2[k] for k in (*base, "n_embd", "dropout")}
     seconds_w = timed_train(recipe, steps2, data, work / "winner", work)
     rate = reported_rate(work / "winner.log")  # the winner's own steps per second
-    metrics = [json.loads(x) for x in (work / "winner" / "metrics.jsonl").read_text().splitlines()]
-    test_loss = [r["val_loss"] for r in metrics if "val_loss" in r][-1]
-    numpy_loss = float(
-        subprocess.run(
-            [sys.executable, str(HERE / "numpy_nll.py"), "--params", str(work / "winner" / "params.safetensors"),
-             "--data", str(data)], capture_output=True, text=True, check=True,
-        ).stdout
-    )  # fmt: skip
-    log = (work / "winner.log").read_text().splitlines()
-    samples = [x.split(": ", 1)[1] for x in log if x.startswith("sample ")]
+    test_loss, numpy_loss, samples = score_winner(work, data)
     print(f"winner: test loss {test_loss:.4f} (numpy {numpy_loss:.4f}) in {seconds_w:.0f} s", flush=True)
     if args.quick:
         assert abs(test_loss - numpy_loss) < 1e-4, (test_loss, numpy_loss)
